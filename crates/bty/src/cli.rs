@@ -1,0 +1,123 @@
+//! The command-line grammar (clap).
+
+use std::path::PathBuf;
+
+use bty_image::ZeroMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bty",
+    version,
+    about = "Write pre-built disk images onto disks — exactly, fast, and never onto the wrong disk",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write an image onto a block device or into a file.
+    ///
+    /// The image format is recognised from its content: raw, gzip, xz, zstd or bzip2
+    /// (multi-member/stream/frame included). The first MiB is written last and the target is
+    /// flushed before success is reported; if anything fails after writing began, the target's
+    /// first and last MiB are wiped so it cannot boot a partial image.
+    ///
+    /// Exit codes: 0 success; 1 failed after writing began (target wiped); 2 usage error or
+    /// refused before writing (target untouched).
+    Flash(FlashArgs),
+    /// Show what an image is: layers, sizes, partition table.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ZeroesArg {
+    /// Make zero runs read as zero without writing them (BLKZEROOUT on devices, holes in files).
+    Auto,
+    /// Write every zero byte.
+    Write,
+    /// Leave zero runs untouched, keeping what the target held there (only for targets known to
+    /// be zeroed); --verify then compares only the non-zero ranges.
+    Skip,
+}
+
+impl From<ZeroesArg> for ZeroMode {
+    fn from(z: ZeroesArg) -> ZeroMode {
+        match z {
+            ZeroesArg::Auto => ZeroMode::Auto,
+            ZeroesArg::Write => ZeroMode::Write,
+            ZeroesArg::Skip => ZeroMode::Skip,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// The image: a local file, a block device, a FIFO, or - for standard input.
+    pub source: PathBuf,
+    /// Where to write it: a whole block device (e.g. /dev/sdb) or a file path.
+    pub target: PathBuf,
+    /// Expected sha256 of SOURCE as published (the compressed file), as HEX or sha256:HEX.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Read the written range back, bypassing the page cache, and compare it with the image.
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with runs of zeros in the image.
+    #[arg(long, value_enum, default_value_t = ZeroesArg::Auto, value_name = "MODE")]
+    pub zeroes: ZeroesArg,
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Machine-readable output: one JSON document per line (progress events, then a result or
+    /// an error), each with "schema_version": 1.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image: a local file, a block device, a FIFO, or - for standard input.
+    pub source: PathBuf,
+    /// Print one JSON document with "schema_version": 1.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flash_takes_its_options() {
+        let cli = Cli::try_parse_from([
+            "bty",
+            "flash",
+            "a.img.zst",
+            "/dev/sdb",
+            "--sha256",
+            "sha256:ab",
+            "--verify",
+            "--zeroes",
+            "skip",
+            "--yes",
+            "--json",
+        ])
+        .unwrap();
+        let Some(Command::Flash(f)) = cli.command else {
+            panic!("expected flash")
+        };
+        assert_eq!(f.zeroes, ZeroesArg::Skip);
+        assert!(f.verify && f.yes && f.json);
+        assert_eq!(f.sha256.as_deref(), Some("sha256:ab"));
+    }
+}

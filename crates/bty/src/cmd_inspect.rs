@@ -1,0 +1,69 @@
+//! `bty inspect SOURCE`: what an image is, without writing anything.
+
+use bty_image::{ImageError, ImageInfo, inspect, open_local};
+
+use crate::cli::InspectArgs;
+use crate::exit;
+use crate::output::json_line;
+use crate::units;
+
+pub fn run(args: InspectArgs) -> u8 {
+    let result = open_local(&args.source).and_then(|src| inspect(src.as_ref()));
+    match (result, args.json) {
+        (Ok(info), true) => {
+            json_line("inspect", &info);
+            exit::OK
+        }
+        (Ok(info), false) => {
+            print!("{}", render(&info));
+            exit::OK
+        }
+        (Err(e), json) => {
+            report_error(&args.source.display().to_string(), &e, json);
+            exit::REFUSED
+        }
+    }
+}
+
+pub fn report_error(source: &str, e: &ImageError, json: bool) {
+    if json {
+        json_line(
+            "error",
+            serde_json::json!({ "source": source, "message": e.to_string() }),
+        );
+    } else {
+        eprintln!("bty: {source}: {e}");
+    }
+}
+
+pub fn render(info: &ImageInfo) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("source:          {}\n", info.source));
+    s.push_str(&format!("format:          {}\n", info.layer_chain()));
+    if let Some(n) = info.source_size {
+        s.push_str(&format!(
+            "source size:     {n} bytes ({})\n",
+            units::bytes(n)
+        ));
+    }
+    match (info.output_size, info.output_size_from) {
+        (Some(n), from) => s.push_str(&format!(
+            "image size:      {n} bytes ({}), exact{}\n",
+            units::bytes(n),
+            from.map(|f| format!(", from the {f}")).unwrap_or_default()
+        )),
+        (None, _) => s.push_str("image size:      unknown until decoded\n"),
+    }
+    if let Some(t) = info.partition_table {
+        let name = match t {
+            bty_image::PartitionTable::Gpt => "GPT",
+            bty_image::PartitionTable::Mbr => "MBR",
+            bty_image::PartitionTable::IsoHybrid => "ISO 9660 hybrid (MBR/GPT)",
+        };
+        s.push_str(&format!("partition table: {name}\n"));
+    }
+    for n in &info.notes {
+        s.push_str(&format!("note:            {n}\n"));
+    }
+    s
+}

@@ -7,7 +7,8 @@
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -23,6 +24,9 @@ use crate::source::ImageSource;
 use crate::target::{Target, TargetKind, ZeroMode};
 use crate::verify::{self, Expected, Mismatch, VERIFY_BLOCK, block_fingerprint};
 use crate::writer::{WriteStats, Writer};
+
+/// How often the writer wakes up while waiting, to notice cancellation and report progress.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Choices for one flash.
 #[derive(Debug, Clone)]
@@ -198,7 +202,7 @@ pub fn preflight(
 
 /// Write `source` (inspected as `info`) onto `target`.
 pub fn flash(
-    source: &dyn ImageSource,
+    source: &Arc<dyn ImageSource>,
     info: &ImageInfo,
     target: &Target,
     opts: &FlashOptions,
@@ -216,7 +220,7 @@ pub fn flash(
             wipe,
         }
     };
-    preflight(source, info, target).map_err(fail)?;
+    preflight(source.as_ref(), info, target).map_err(fail)?;
     if cancel.is_cancelled() {
         return Err(fail(FlashFailure::Cancelled));
     }
@@ -238,37 +242,73 @@ pub fn flash(
     let (dec_tx, dec_rx) = sync_channel::<Msg>(buffers);
     let (hash_tx, hash_rx) = sync_channel::<Msg>(buffers);
 
-    let (write_result, decoded) = std::thread::scope(|s| {
+    // The decode and hash threads are not joined on failure: a decode thread blocked in a read
+    // from a stalled pipe or network must not keep a cancelled flash from wiping and returning.
+    // They end on their own when their channels close or their read returns.
+    {
+        let (source, info, cancel) = (source.clone(), info.clone(), cancel.clone());
         let rc = read_count.clone();
         let hash_source = opts.expected_sha256.is_some();
-        s.spawn(move || decode_loop(source, info, hash_source, rc, free_rx, dec_tx, cancel));
-        let hasher = s.spawn(move || hash_loop(dec_rx, hash_tx, opts.verify));
-        let result = (|| -> Result<Option<Sha256Digest>, FlashFailure> {
-            for msg in &hash_rx {
-                match msg {
-                    Msg::Data(buf) => {
-                        if cancel.is_cancelled() {
-                            return Err(FlashFailure::Cancelled);
-                        }
-                        writer.push(buf.as_slice())?;
-                        let _ = free_tx.send(buf);
-                        meter.update(read_count.load(Ordering::Relaxed), writer.offset(), 0);
-                    }
-                    Msg::End { source_digest } => return Ok(source_digest),
-                    Msg::Failed(f) => return Err(f),
+        std::thread::Builder::new()
+            .name("bty-decode".into())
+            .spawn(move || {
+                decode_loop(
+                    source.as_ref(),
+                    &info,
+                    hash_source,
+                    rc,
+                    free_rx,
+                    dec_tx,
+                    &cancel,
+                )
+            })
+            .map_err(|e| {
+                fail(FlashFailure::Io {
+                    what: "starting the decoder".into(),
+                    source: e,
+                })
+            })?;
+    }
+    let fingerprints = opts.verify;
+    let hasher = std::thread::Builder::new()
+        .name("bty-hash".into())
+        .spawn(move || hash_loop(dec_rx, hash_tx, fingerprints))
+        .map_err(|e| {
+            fail(FlashFailure::Io {
+                what: "starting the hasher".into(),
+                source: e,
+            })
+        })?;
+    let write_result = (|| -> Result<Option<Sha256Digest>, FlashFailure> {
+        loop {
+            if cancel.is_cancelled() {
+                return Err(FlashFailure::Cancelled);
+            }
+            match hash_rx.recv_timeout(TICK) {
+                Ok(Msg::Data(buf)) => {
+                    writer.push(buf.as_slice())?;
+                    let _ = free_tx.send(buf);
+                }
+                Ok(Msg::End { source_digest }) => return Ok(source_digest),
+                Ok(Msg::Failed(f)) => return Err(f),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(FlashFailure::Io {
+                        what: "decoding".into(),
+                        source: std::io::Error::other("the decoder stopped without a result"),
+                    });
                 }
             }
-            Err(FlashFailure::Io {
-                what: "decoding".into(),
-                source: std::io::Error::other("the decoder stopped without a result"),
-            })
-        })();
-        // Unblock the other threads if we stopped early.
-        drop(free_tx);
-        drop(hash_rx);
-        let decoded = hasher.join().unwrap_or_default();
-        (result, decoded)
-    });
+            // Also while stalled, so a consumer sees the rate fall instead of silence.
+            meter.update(read_count.load(Ordering::Relaxed), writer.offset(), 0);
+        }
+    })();
+    drop(free_tx);
+    drop(hash_rx);
+    let decoded = match &write_result {
+        Ok(_) => hasher.join().unwrap_or_default(),
+        Err(_) => Decoded::default(),
+    };
 
     let source_digest = write_result.map_err(fail)?;
     if let (Some(expected), Some(actual)) = (opts.expected_sha256, source_digest)
@@ -310,11 +350,16 @@ pub fn flash(
         match outcome {
             Ok(()) => {}
             Err(Mismatch::Block(idx)) => {
-                let offset =
-                    verify::first_difference(source, &info.compression, target, idx, &expected)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(idx * VERIFY_BLOCK);
+                let offset = verify::first_difference(
+                    source.as_ref(),
+                    &info.compression,
+                    target,
+                    idx,
+                    &expected,
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(idx * VERIFY_BLOCK);
                 return Err(fail(FlashFailure::VerifyMismatch { offset }));
             }
             Err(Mismatch::Digest(actual)) => {

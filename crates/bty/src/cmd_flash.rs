@@ -96,7 +96,8 @@ pub fn run(args: FlashArgs) -> u8 {
         ..FlashOptions::default()
     };
     let view = ProgressView::new(args.json);
-    let result = flash(source.as_ref(), &info, &target, &opts, &view, &cancel);
+    let source: std::sync::Arc<dyn bty_image::ImageSource> = std::sync::Arc::from(source);
+    let result = flash(&source, &info, &target, &opts, &view, &cancel);
     view.finish();
     match result {
         Ok(report) => {

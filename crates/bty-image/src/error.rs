@@ -32,10 +32,12 @@ pub enum ImageError {
     Archive { kind: &'static str },
     #[error("qcow2 inside {}: qcow2 needs random access, which a compressed stream cannot give; decompress it first ({}), or convert it to a compressed raw image (qemu-img convert -O raw, then zstd)", describe_layers(.layers), decompress_hint(.layers))]
     Qcow2Compressed { layers: Vec<Compression> },
+    #[error("invalid qcow2 image: {detail}")]
+    Qcow2Invalid { detail: String },
     #[error(
-        "qcow2 images are recognised but not supported yet; convert it first: qemu-img convert -O raw IMAGE.qcow2 IMAGE.img"
+        "qcow2 needs random access, which this source (a pipe or stream) cannot give; save it to a file first"
     )]
-    Qcow2NotYetSupported,
+    Qcow2NeedsRandomAccess,
     #[error("{what} is not supported: {advice}")]
     Unsupported {
         what: &'static str,
@@ -95,12 +97,9 @@ pub enum FlashFailure {
     #[error("read-back verification failed: the target differs from the image at byte {offset}")]
     VerifyMismatch { offset: u64 },
     #[error(
-        "read-back verification failed: digest of the target {actual} differs from the image's {expected}"
+        "read-back verification failed: the digest of what the target holds differs from the image's"
     )]
-    VerifyDigest {
-        expected: Sha256Digest,
-        actual: Sha256Digest,
-    },
+    VerifyDigest,
     #[error("cancelled")]
     Cancelled,
     #[error("{what}: {source}")]

@@ -1,28 +1,27 @@
 //! One flash, start to finish: checks that need no write (same file, size fits), then three
-//! threads joined by bounded queues of aligned buffers — decode (source → digest tap →
-//! decoders), hash (decoded sha256 and per-MiB fingerprints) and write (the caller's thread) —
-//! then the source digest check, the held-back first MiB, flushes, optional read-back, and on
-//! any failure after the first write, the wipe.
+//! threads joined by bounded queues of aligned buffers — decode (a [`Producer`]: source →
+//! digest tap → decoders, or the qcow2 reader), hash (the image's tree digest) and write (the
+//! caller's thread) — then the source digest check, the held-back first MiB, flushes, optional
+//! read-back, and on any failure after the first write, the wipe.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::buffer::AlignedBuf;
 use crate::cancel::CancelToken;
-use crate::decode::{decoded_stream, into_image_error, read_full};
-use crate::digest::{CountingReader, HashingReader, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::error::{FlashError, FlashFailure, ImageError};
 use crate::inspect::ImageInfo;
+use crate::produce::{Produced, Producer, open_producer};
 use crate::progress::{ProgressMeter, ProgressSink, Stage};
 use crate::source::ImageSource;
 use crate::target::{Target, TargetKind, ZeroMode};
-use crate::verify::{self, Expected, Mismatch, VERIFY_BLOCK, block_fingerprint};
+use crate::tree::{self, TreeHasher};
+use crate::verify::{self, Expected, Mismatch};
 use crate::writer::{WriteStats, Writer};
 
 /// How often the writer wakes up while waiting, to notice cancellation and report progress.
@@ -36,12 +35,10 @@ pub struct FlashOptions {
     /// Read the target back and compare after writing.
     pub verify: bool,
     pub zeroes: ZeroMode,
-    /// Size of each buffer in the pipeline; a multiple of 1 MiB.
+    /// Size of each buffer in the pipeline (rounded up to a multiple of 1 MiB).
     pub buffer_size: usize,
     /// Buffers in flight between the threads.
     pub buffers: usize,
-    /// Zero runs are detected in units of this many bytes.
-    pub zero_granule: usize,
 }
 
 impl Default for FlashOptions {
@@ -52,7 +49,6 @@ impl Default for FlashOptions {
             zeroes: ZeroMode::Auto,
             buffer_size: 4 << 20,
             buffers: 6,
-            zero_granule: 64 << 10,
         }
     }
 }
@@ -67,8 +63,9 @@ pub struct FlashReport {
     pub source_bytes: u64,
     /// sha256 of the source as published, when it was checked.
     pub source_sha256: Option<String>,
-    /// sha256 of the decoded image, always computed.
-    pub image_sha256: String,
+    /// Digest of the decoded image (see [`crate::tree`]), always computed.
+    pub image_digest: String,
+    pub image_digest_algorithm: &'static str,
     pub zeroes: ZeroMode,
     #[serde(flatten)]
     pub stats: WriteStats,
@@ -78,61 +75,43 @@ pub struct FlashReport {
 
 enum Msg {
     Data(AlignedBuf),
-    /// The stream ended cleanly.
+    Zeros(u64),
+    /// The image ended cleanly.
     End {
         source_digest: Option<Sha256Digest>,
     },
     Failed(FlashFailure),
 }
 
-fn read_failure(source: &dyn ImageSource, e: std::io::Error) -> FlashFailure {
-    match into_image_error(e) {
-        Ok(img) => FlashFailure::Image(img),
-        Err(e) => FlashFailure::Io {
-            what: format!("reading {}", source.describe()),
-            source: e,
-        },
-    }
-}
-
-/// Decode thread: fill buffers from the free pool and send them on.
+/// Decode thread: pull pieces from the producer into buffers from the free pool, send them on.
 fn decode_loop(
-    source: &dyn ImageSource,
-    info: &ImageInfo,
-    hash_source: bool,
-    read_count: Arc<AtomicU64>,
+    open: impl FnOnce() -> Result<Box<dyn Producer>, FlashFailure>,
     free: Receiver<AlignedBuf>,
     out: SyncSender<Msg>,
     cancel: &CancelToken,
 ) {
     let run = || -> Result<Option<Sha256Digest>, FlashFailure> {
-        let raw = source.open_stream().map_err(|e| read_failure(source, e))?;
-        let counted = CountingReader::new(raw, read_count);
-        let (raw, handle): (Box<dyn Read + Send>, _) = if hash_source {
-            let (r, h) = HashingReader::new(counted);
-            (Box::new(r), Some(h))
-        } else {
-            (Box::new(counted), None)
-        };
-        let mut stream = decoded_stream(raw, &info.compression);
+        let mut producer = open()?;
+        let mut spare: Option<AlignedBuf> = None;
         loop {
             if cancel.is_cancelled() {
                 return Err(FlashFailure::Cancelled);
             }
-            // The writer dropped the pool: it failed and has its own error to report.
-            let Ok(mut buf) = free.recv() else {
-                return Err(FlashFailure::Cancelled);
+            let mut buf = match spare.take() {
+                Some(b) => b,
+                // The writer dropped the pool: it failed and reports its own error.
+                None => free.recv().map_err(|_| FlashFailure::Cancelled)?,
             };
-            buf.set_len(buf.capacity());
-            let n =
-                read_full(&mut stream, buf.as_full_mut()).map_err(|e| read_failure(source, e))?;
-            buf.set_len(n);
-            let last = n < buf.capacity();
-            if n > 0 && out.send(Msg::Data(buf)).is_err() {
+            let msg = match producer.next(&mut buf)? {
+                Some(Produced::Data) => Msg::Data(buf),
+                Some(Produced::Zeros(n)) => {
+                    spare = Some(buf);
+                    Msg::Zeros(n)
+                }
+                None => return producer.source_digest(),
+            };
+            if out.send(msg).is_err() {
                 return Err(FlashFailure::Cancelled);
-            }
-            if last {
-                return Ok(handle.and_then(|h| h.finish()));
             }
         }
     };
@@ -146,41 +125,35 @@ fn decode_loop(
 /// What the hash thread learned about the decoded image.
 #[derive(Default)]
 struct Decoded {
-    digest: Option<Sha256Digest>,
-    blocks: Vec<u64>,
+    digest: Option<[u8; 32]>,
+    blocks: Vec<[u8; 32]>,
 }
 
-/// Hash thread: sha256 of the decoded stream, plus per-MiB fingerprints when verifying.
-fn hash_loop(input: Receiver<Msg>, out: SyncSender<Msg>, fingerprints: bool) -> Decoded {
-    let mut sha = Sha256::new();
-    let mut decoded = Decoded::default();
+/// Hash thread: the image's tree digest, keeping block digests when verifying.
+fn hash_loop(input: Receiver<Msg>, out: SyncSender<Msg>, keep_blocks: bool) -> Decoded {
+    let mut tree = TreeHasher::new(keep_blocks);
     for msg in input {
-        match msg {
-            Msg::Data(buf) => {
-                sha.update(buf.as_slice());
-                if fingerprints {
-                    decoded.blocks.extend(
-                        buf.as_slice()
-                            .chunks(VERIFY_BLOCK as usize)
-                            .map(block_fingerprint),
-                    );
-                }
-                if out.send(Msg::Data(buf)).is_err() {
-                    return decoded;
-                }
+        match &msg {
+            Msg::Data(buf) => tree.update(buf.as_slice()),
+            Msg::Zeros(n) => tree.update_zeros(*n),
+            Msg::End { .. } => {
+                let (digest, blocks) = tree.finish();
+                let _ = out.send(msg);
+                return Decoded {
+                    digest: Some(digest),
+                    blocks,
+                };
             }
-            end @ Msg::End { .. } => {
-                decoded.digest = Some(Sha256Digest::from_hasher(sha));
-                let _ = out.send(end);
-                return decoded;
-            }
-            failed @ Msg::Failed(_) => {
-                let _ = out.send(failed);
-                return decoded;
+            Msg::Failed(_) => {
+                let _ = out.send(msg);
+                return Decoded::default();
             }
         }
+        if out.send(msg).is_err() {
+            return Decoded::default();
+        }
     }
-    decoded
+    Decoded::default()
 }
 
 /// Checks that must pass before anything is written.
@@ -220,19 +193,20 @@ pub fn flash(
             wipe,
         }
     };
+    let spawn_failed = |e: std::io::Error| FlashFailure::Io {
+        what: "starting a worker thread".into(),
+        source: e,
+    };
     preflight(source.as_ref(), info, target).map_err(fail)?;
     if cancel.is_cancelled() {
         return Err(fail(FlashFailure::Cancelled));
     }
 
-    let buffer_size = opts
-        .buffer_size
-        .max(VERIFY_BLOCK as usize)
-        .div_ceil(VERIFY_BLOCK as usize)
-        * VERIFY_BLOCK as usize;
+    let block = tree::BLOCK as usize;
+    let buffer_size = opts.buffer_size.max(block).div_ceil(block) * block;
     let buffers = opts.buffers.max(3);
     let read_count = Arc::new(AtomicU64::new(0));
-    let mut writer = Writer::new(target, opts.zeroes, opts.zero_granule);
+    let mut writer = Writer::new(target, opts.zeroes);
     meter.stage(Stage::Writing);
 
     let (free_tx, free_rx) = sync_channel::<AlignedBuf>(buffers);
@@ -249,36 +223,17 @@ pub fn flash(
         let (source, info, cancel) = (source.clone(), info.clone(), cancel.clone());
         let rc = read_count.clone();
         let hash_source = opts.expected_sha256.is_some();
+        let open = move || open_producer(source, &info, hash_source, rc);
         std::thread::Builder::new()
             .name("bty-decode".into())
-            .spawn(move || {
-                decode_loop(
-                    source.as_ref(),
-                    &info,
-                    hash_source,
-                    rc,
-                    free_rx,
-                    dec_tx,
-                    &cancel,
-                )
-            })
-            .map_err(|e| {
-                fail(FlashFailure::Io {
-                    what: "starting the decoder".into(),
-                    source: e,
-                })
-            })?;
+            .spawn(move || decode_loop(open, free_rx, dec_tx, &cancel))
+            .map_err(|e| fail(spawn_failed(e)))?;
     }
-    let fingerprints = opts.verify;
+    let keep_blocks = opts.verify;
     let hasher = std::thread::Builder::new()
         .name("bty-hash".into())
-        .spawn(move || hash_loop(dec_rx, hash_tx, fingerprints))
-        .map_err(|e| {
-            fail(FlashFailure::Io {
-                what: "starting the hasher".into(),
-                source: e,
-            })
-        })?;
+        .spawn(move || hash_loop(dec_rx, hash_tx, keep_blocks))
+        .map_err(|e| fail(spawn_failed(e)))?;
     let write_result = (|| -> Result<Option<Sha256Digest>, FlashFailure> {
         loop {
             if cancel.is_cancelled() {
@@ -289,6 +244,7 @@ pub fn flash(
                     writer.push(buf.as_slice())?;
                     let _ = free_tx.send(buf);
                 }
+                Ok(Msg::Zeros(n)) => writer.push_zeros(n)?,
                 Ok(Msg::End { source_digest }) => return Ok(source_digest),
                 Ok(Msg::Failed(f)) => return Err(f),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -316,6 +272,12 @@ pub fn flash(
     {
         return Err(fail(FlashFailure::DigestMismatch { expected, actual }));
     }
+    if opts.expected_sha256.is_some() && source_digest.is_none() {
+        return Err(fail(FlashFailure::Io {
+            what: "checking the source digest".into(),
+            source: std::io::Error::other("the source was not hashed"),
+        }));
+    }
     let image_digest = decoded.digest.ok_or_else(|| {
         fail(FlashFailure::Io {
             what: "hashing".into(),
@@ -323,8 +285,9 @@ pub fn flash(
         })
     })?;
     if writer.offset() < crate::inspect::MIN_IMAGE_BYTES {
+        let size = writer.offset();
         return Err(fail(FlashFailure::Image(ImageError::Tiny {
-            size: writer.offset(),
+            size,
             inner: String::new(),
         })));
     }
@@ -350,24 +313,13 @@ pub fn flash(
         match outcome {
             Ok(()) => {}
             Err(Mismatch::Block(idx)) => {
-                let offset = verify::first_difference(
-                    source.as_ref(),
-                    &info.compression,
-                    target,
-                    idx,
-                    &expected,
-                )
-                .ok()
-                .flatten()
-                .unwrap_or(idx * VERIFY_BLOCK);
+                let offset = verify::first_difference(source, info, target, idx, &expected)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(idx * tree::BLOCK);
                 return Err(fail(FlashFailure::VerifyMismatch { offset }));
             }
-            Err(Mismatch::Digest(actual)) => {
-                return Err(fail(FlashFailure::VerifyDigest {
-                    expected: image_digest,
-                    actual,
-                }));
-            }
+            Err(Mismatch::Digest) => return Err(fail(FlashFailure::VerifyDigest)),
         }
     }
     target.reread_partitions();
@@ -378,7 +330,8 @@ pub fn flash(
         image_bytes,
         source_bytes: read_count.load(Ordering::Relaxed),
         source_sha256: source_digest.map(|d| d.hex()),
-        image_sha256: image_digest.hex(),
+        image_digest: hex::encode(image_digest),
+        image_digest_algorithm: tree::ALGORITHM,
         zeroes: opts.zeroes,
         stats: writer.stats(),
         verified: opts.verify,

@@ -5,11 +5,16 @@
 
 use std::io::{self, Read};
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::decode::{decoded_stream, into_image_error};
 use crate::error::ImageError;
 use crate::format::{Compression, Layer, PartitionTable, SNIFF_LEN, Sniffed, sniff};
+use crate::qcow2::header::ClusterCompression;
+use crate::qcow2::map::read_map;
+use crate::qcow2::{Qcow2Info, Qcow2Map};
 use crate::size::{xz_uncompressed_size, zstd_content_size};
 use crate::source::{ImageSource, is_head_exhausted};
 
@@ -53,6 +58,11 @@ pub struct ImageInfo {
     /// Where the output size came from (`file size`, `zstd frame headers`, `xz index`, …).
     pub output_size_from: Option<&'static str>,
     pub partition_table: Option<PartitionTable>,
+    /// qcow2 details, for qcow2 images.
+    pub qcow2: Option<Qcow2Info>,
+    /// The validated qcow2 map, reused by the flash so metadata is read once.
+    #[serde(skip)]
+    pub qcow2_map: Option<Arc<Qcow2Map>>,
     /// Remarks for the operator (why a size is unknown, hybrid ISO, …).
     pub notes: Vec<String>,
 }
@@ -109,7 +119,7 @@ pub fn inspect(source: &dyn ImageSource) -> Result<ImageInfo, ImageError> {
     };
     let partition_table = match sniffed {
         Sniffed::Raw(t) => t,
-        Sniffed::Qcow2 if layers.is_empty() => return Err(ImageError::Qcow2NotYetSupported),
+        Sniffed::Qcow2 if layers.is_empty() => return inspect_qcow2(source),
         Sniffed::Qcow2 => return Err(ImageError::Qcow2Compressed { layers }),
         Sniffed::Tar => return Err(ImageError::Tar { layers }),
         Sniffed::Archive(kind) => return Err(ImageError::Archive { kind }),
@@ -161,6 +171,55 @@ pub fn inspect(source: &dyn ImageSource) -> Result<ImageInfo, ImageError> {
         output_size_exact: output_size.is_some(),
         output_size_from: from,
         partition_table,
+        qcow2: None,
+        qcow2_map: None,
+        notes,
+    })
+}
+
+fn inspect_qcow2(source: &dyn ImageSource) -> Result<ImageInfo, ImageError> {
+    let (Some(ra), Some(len)) = (source.random_access(), source.size()) else {
+        return Err(ImageError::Qcow2NeedsRandomAccess);
+    };
+    let map = read_map(ra, len)?;
+    let h = &map.header;
+    let details = Qcow2Info {
+        version: h.version,
+        cluster_size: h.cluster_size,
+        virtual_size: h.virtual_size,
+        allocated_bytes: map.allocated_bytes,
+        compressed_bytes: map.compressed_bytes,
+        compression_type: match h.compression {
+            ClusterCompression::Deflate => "zlib",
+            ClusterCompression::Zstd => "zstd",
+        },
+        features: h.features(),
+        snapshots: h.snapshots,
+    };
+    let mut notes = Vec::new();
+    if h.snapshots > 0 {
+        notes.push(format!(
+            "{} internal snapshot(s): the active state is what gets written",
+            h.snapshots
+        ));
+    }
+    if h.dirty {
+        notes.push(
+            "the image was not closed cleanly (lazy refcounts); its data tables are still valid"
+                .into(),
+        );
+    }
+    Ok(ImageInfo {
+        source: source.describe(),
+        compression: Vec::new(),
+        payload: Layer::Qcow2,
+        source_size: Some(len),
+        output_size: Some(h.virtual_size),
+        output_size_exact: true,
+        output_size_from: Some("qcow2 header"),
+        partition_table: None,
+        qcow2: Some(details),
+        qcow2_map: Some(Arc::new(map)),
         notes,
     })
 }

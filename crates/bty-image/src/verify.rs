@@ -1,63 +1,38 @@
 //! Read-back verification. After the flush, the written range is read back bypassing the page
-//! cache and hashed; its sha256 must equal the decoded image's. Per-MiB fingerprints taken
-//! while writing find the first differing MiB quickly; the exact byte is then found by decoding
-//! the source again up to that MiB. With `--zeroes=skip`, granules that were left untouched are
-//! compared as zeros (what the image holds), since the target's old bytes there are expected.
+//! cache and digested with the same tree digest as the image; the per-MiB block digests kept
+//! while writing name the first differing MiB at once, and the exact byte is then found by
+//! producing the image again up to that MiB. With `--zeroes=skip`, ranges that were left
+//! untouched are compared as zeros (what the image holds there), since the target's old bytes
+//! are expected there.
 
-use std::io::{self, Read};
+use std::io;
 
-use sha2::{Digest, Sha256};
-use xxhash_rust::xxh3::xxh3_64;
-
-use crate::MIB;
 use crate::buffer::AlignedBuf;
 use crate::cancel::CancelToken;
-use crate::decode::{decoded_stream, read_full};
-use crate::digest::Sha256Digest;
 use crate::error::FlashFailure;
-use crate::format::Compression;
+use crate::inspect::ImageInfo;
+use crate::produce::{Produced, open_producer};
 use crate::source::ImageSource;
 use crate::target::Target;
+use crate::tree::{BLOCK, TreeHasher};
 use crate::zeroscan::ZeroMap;
-
-/// Size of the blocks fingerprinted while writing.
-pub const VERIFY_BLOCK: u64 = MIB;
-
-/// Fingerprint of one block.
-pub fn block_fingerprint(data: &[u8]) -> u64 {
-    xxh3_64(data)
-}
 
 /// What the write produced, for comparison.
 pub struct Expected<'a> {
     pub len: u64,
-    pub digest: Sha256Digest,
-    pub blocks: &'a [u64],
+    pub digest: [u8; 32],
+    /// Tree block digests, one per MiB.
+    pub blocks: &'a [[u8; 32]],
     pub skipped: Option<&'a ZeroMap>,
 }
 
 /// How a read-back ended when it did not match.
 #[derive(Debug)]
 pub enum Mismatch {
-    /// The block at this index differs.
+    /// The MiB block at this index differs.
     Block(u64),
-    /// Every block matched but the whole digest did not (should not happen).
-    Digest(Sha256Digest),
-}
-
-fn blank_skipped(buf: &mut [u8], off: u64, skipped: Option<&ZeroMap>) {
-    let Some(map) = skipped else { return };
-    let g = map.granule();
-    let end = off + buf.len() as u64;
-    let mut gi = off / g;
-    while gi * g < end {
-        if map.is_marked(gi) {
-            let s = (gi * g).max(off);
-            let e = ((gi + 1) * g).min(end);
-            buf[(s - off) as usize..(e - off) as usize].fill(0);
-        }
-        gi += 1;
-    }
+    /// Every block matched but the root digest did not.
+    Digest,
 }
 
 /// Read `[0, expected.len)` back from the target and compare. `on_progress` receives the bytes
@@ -74,66 +49,99 @@ pub fn read_back(
     };
     target.prepare_read_back(expected.len).map_err(io_fail)?;
     let align = target.io_align().max(1);
-    let chunk = 4 * VERIFY_BLOCK;
+    let chunk = 4 * BLOCK;
     let mut buf = AlignedBuf::new(chunk as usize);
-    let mut sha = Sha256::new();
+    let mut tree = TreeHasher::new(true);
+    let mut checked = 0usize;
     let mut off = 0u64;
     while off < expected.len {
         if cancel.is_cancelled() {
             return Err(FlashFailure::Cancelled);
         }
         let want = (expected.len - off).min(chunk);
-        let read_len = want.div_ceil(align) * align;
-        buf.set_len(read_len as usize);
+        buf.set_len((want.div_ceil(align) * align) as usize);
         let got = target.read_back(buf.as_mut_slice(), off).map_err(io_fail)?;
         if (got as u64) < want {
+            let at = off + got as u64;
             return Err(io_fail(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("the target ends at byte {}", off + got as u64),
+                format!("the target ends at byte {at}"),
             )));
         }
         buf.set_len(want as usize);
-        blank_skipped(buf.as_mut_slice(), off, expected.skipped);
-        let data = buf.as_slice();
-        for (i, block) in data.chunks(VERIFY_BLOCK as usize).enumerate() {
-            let idx = off / VERIFY_BLOCK + i as u64;
-            if expected.blocks.get(idx as usize) != Some(&block_fingerprint(block)) {
-                return Ok(Err(Mismatch::Block(idx)));
-            }
+        if let Some(map) = expected.skipped {
+            map.blank(buf.as_mut_slice(), off);
         }
-        sha.update(data);
+        tree.update(buf.as_slice());
+        let done = tree.blocks();
+        while checked < done.len() {
+            if expected.blocks.get(checked) != Some(&done[checked]) {
+                return Ok(Err(Mismatch::Block(checked as u64)));
+            }
+            checked += 1;
+        }
         off += want;
         on_progress(off);
     }
-    let actual = Sha256Digest::from_hasher(sha);
-    if actual != expected.digest {
-        return Ok(Err(Mismatch::Digest(actual)));
+    let (root, blocks) = tree.finish();
+    if let Some(last) = blocks.len().checked_sub(1)
+        && last >= checked
+        && expected.blocks.get(last) != blocks.get(last)
+    {
+        return Ok(Err(Mismatch::Block(last as u64)));
+    }
+    if root != expected.digest {
+        return Ok(Err(Mismatch::Digest));
     }
     Ok(Ok(()))
 }
 
-/// Decode the source again up to block `index` and compare it byte by byte with the target,
-/// to name the first differing offset. `None` if the block turns out identical.
+/// Produce the image again up to block `index` and compare it byte by byte with the target, to
+/// name the first differing offset. `None` if the block turns out identical.
 pub fn first_difference(
-    source: &dyn ImageSource,
-    layers: &[Compression],
+    source: &std::sync::Arc<dyn ImageSource>,
+    info: &ImageInfo,
     target: &Target,
     index: u64,
     expected: &Expected<'_>,
-) -> io::Result<Option<u64>> {
-    let start = index * VERIFY_BLOCK;
-    let len = VERIFY_BLOCK.min(expected.len.saturating_sub(start)) as usize;
-    let mut stream = decoded_stream(source.open_stream()?, layers);
-    io::copy(&mut (&mut stream).take(start), &mut io::sink())?;
+) -> Result<Option<u64>, FlashFailure> {
+    let start = index * BLOCK;
+    let len = BLOCK.min(expected.len.saturating_sub(start)) as usize;
+    // The image's bytes of that block.
     let mut image = vec![0u8; len];
-    let n = read_full(&mut stream, &mut image)?;
-    image.truncate(n);
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut producer = open_producer(source.clone(), info, false, counter)?;
+    let mut buf = AlignedBuf::new(4 * BLOCK as usize);
+    let mut pos = 0u64;
+    while pos < start + len as u64 {
+        let n = match producer.next(&mut buf)? {
+            Some(Produced::Data) => {
+                let data = buf.as_slice();
+                copy_overlap(&mut image, start, pos, data.len() as u64, Some(data));
+                data.len() as u64
+            }
+            Some(Produced::Zeros(n)) => {
+                copy_overlap(&mut image, start, pos, n, None);
+                n
+            }
+            None => break,
+        };
+        pos += n;
+    }
     let align = target.io_align().max(1);
     let mut disk = AlignedBuf::new(((len as u64).div_ceil(align) * align) as usize);
     disk.set_len(disk.capacity());
-    let got = target.read_back(disk.as_full_mut(), start)?;
+    let io_fail = |e: io::Error| FlashFailure::Io {
+        what: "reading back".into(),
+        source: e,
+    };
+    let got = target
+        .read_back(disk.as_full_mut(), start)
+        .map_err(io_fail)?;
     disk.set_len(got.min(len));
-    blank_skipped(disk.as_mut_slice(), start, expected.skipped);
+    if let Some(map) = expected.skipped {
+        map.blank(disk.as_mut_slice(), start);
+    }
     let disk = disk.as_slice();
     let pos = image.iter().zip(disk.iter()).position(|(a, b)| a != b);
     Ok(match pos {
@@ -143,19 +151,41 @@ pub fn first_difference(
     })
 }
 
+/// Copy the part of a piece (image bytes `[piece_at, piece_at + piece_len)`; `None` = zeros)
+/// that overlaps the window `image` (image bytes from `window_at`).
+fn copy_overlap(
+    image: &mut [u8],
+    window_at: u64,
+    piece_at: u64,
+    piece_len: u64,
+    data: Option<&[u8]>,
+) {
+    let (a, b) = (
+        window_at.max(piece_at),
+        (window_at + image.len() as u64).min(piece_at + piece_len),
+    );
+    if a >= b {
+        return;
+    }
+    let dst = &mut image[(a - window_at) as usize..(b - window_at) as usize];
+    match data {
+        Some(d) => dst.copy_from_slice(&d[(a - piece_at) as usize..(b - piece_at) as usize]),
+        None => dst.fill(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn skipped_granules_read_as_zero() {
-        let mut m = ZeroMap::new(4);
-        m.mark(4, 8);
-        let mut buf = [9u8; 12];
-        blank_skipped(&mut buf, 0, Some(&m));
-        assert_eq!(buf, [9, 9, 9, 9, 0, 0, 0, 0, 9, 9, 9, 9]);
-        let mut buf = [9u8; 6];
-        blank_skipped(&mut buf, 2, Some(&m));
-        assert_eq!(buf, [9, 9, 0, 0, 0, 0]);
+    fn overlaps_are_copied_exactly() {
+        let mut w = [9u8; 4];
+        copy_overlap(&mut w, 10, 8, 4, Some(&[1, 2, 3, 4]));
+        assert_eq!(w, [3, 4, 9, 9]);
+        copy_overlap(&mut w, 10, 13, 5, None);
+        assert_eq!(w, [3, 4, 9, 0]);
+        copy_overlap(&mut w, 10, 0, 5, None);
+        assert_eq!(w, [3, 4, 9, 0]);
     }
 }

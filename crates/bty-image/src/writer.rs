@@ -13,6 +13,7 @@ use crate::MIB;
 use crate::buffer::AlignedBuf;
 use crate::error::FlashFailure;
 use crate::target::{Target, TargetKind, ZeroMode};
+use crate::tree::LEAF;
 use crate::zeroscan::{ZeroMap, runs};
 
 /// How many bytes of the image start are written last.
@@ -49,10 +50,10 @@ fn io_fail(what: &str, target: &Target, e: io::Error) -> FlashFailure {
 }
 
 impl<'t> Writer<'t> {
-    /// `granule` must be a multiple of the target's logical block size.
-    pub fn new(target: &'t Target, mode: ZeroMode, granule: usize) -> Writer<'t> {
+    pub fn new(target: &'t Target, mode: ZeroMode) -> Writer<'t> {
+        // Zero runs are found per digest leaf (64 KiB), a multiple of any logical block size.
         let lbs = target.logical_block_size().max(512) as usize;
-        let granule = granule.max(lbs).div_ceil(lbs) * lbs;
+        let granule = (LEAF as usize).div_ceil(lbs) * lbs;
         Writer {
             target,
             mode,
@@ -61,7 +62,7 @@ impl<'t> Writer<'t> {
             offset: 0,
             pending_zero: None,
             stats: WriteStats::default(),
-            skipped: (mode == ZeroMode::Skip).then(|| ZeroMap::new(granule)),
+            skipped: (mode == ZeroMode::Skip).then(ZeroMap::new),
         }
     }
 
@@ -122,6 +123,43 @@ impl<'t> Writer<'t> {
                 self.target
                     .write_at(&data[run.start..run.end], s)
                     .map_err(|err| io_fail("writing", self.target, err))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Accept `n` zero bytes known from metadata (e.g. unallocated qcow2 clusters).
+    pub fn push_zeros(&mut self, mut n: u64) -> Result<(), FlashFailure> {
+        if let Some(cap) = self.target.capacity()
+            && self.offset + n > cap
+        {
+            return Err(FlashFailure::RanPastEnd { target: cap });
+        }
+        if self.offset < HOLD_BACK {
+            let take = (HOLD_BACK - self.offset).min(n);
+            let at = self.offset as usize;
+            self.hold.set_len(at + take as usize);
+            self.hold.as_mut_slice()[at..].fill(0);
+            self.offset += take;
+            n -= take;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let (s, e) = (self.offset, self.offset + n);
+        self.offset = e;
+        if self.mode == ZeroMode::Write {
+            self.stats.data_bytes += n;
+            return self
+                .target
+                .write_zeros(s, n)
+                .map_err(|err| io_fail("writing", self.target, err));
+        }
+        match self.pending_zero {
+            Some((ps, pe)) if pe == s => self.pending_zero = Some((ps, e)),
+            _ => {
+                self.flush_zero()?;
+                self.pending_zero = Some((s, e));
             }
         }
         Ok(())

@@ -40,41 +40,40 @@ pub fn runs(buf: &[u8], offset: u64, granule: usize) -> Vec<Run> {
     out
 }
 
-/// Granules skipped as zero (with `--zeroes=skip`), so verification can leave them out.
+/// Ranges of the image left untouched as zero (with `--zeroes=skip`), so verification can
+/// compare them as zeros. Ranges arrive in ascending order and are coalesced.
 #[derive(Debug, Default, Clone)]
 pub struct ZeroMap {
-    granule: u64,
-    bits: Vec<u64>,
+    ranges: Vec<(u64, u64)>,
 }
 
 impl ZeroMap {
-    pub fn new(granule: usize) -> ZeroMap {
-        ZeroMap {
-            granule: granule.max(1) as u64,
-            bits: Vec::new(),
-        }
+    pub fn new() -> ZeroMap {
+        ZeroMap::default()
     }
 
-    pub fn granule(&self) -> u64 {
-        self.granule
-    }
-
-    /// Mark `[start, end)`; `start` is granule-aligned, `end` is aligned or the image end.
+    /// Record `[start, end)`; calls come in ascending order.
     pub fn mark(&mut self, start: u64, end: u64) {
-        let first = start / self.granule;
-        let last = end.div_ceil(self.granule);
-        for i in first..last {
-            let (w, b) = ((i / 64) as usize, i % 64);
-            if self.bits.len() <= w {
-                self.bits.resize(w + 1, 0);
-            }
-            self.bits[w] |= 1 << b;
+        if start >= end {
+            return;
+        }
+        match self.ranges.last_mut() {
+            Some(last) if last.1 >= start => last.1 = last.1.max(end),
+            _ => self.ranges.push((start, end)),
         }
     }
 
-    pub fn is_marked(&self, granule_index: u64) -> bool {
-        let (w, b) = ((granule_index / 64) as usize, granule_index % 64);
-        self.bits.get(w).is_some_and(|x| x & (1 << b) != 0)
+    /// Zero the parts of `buf` (which holds image bytes from `offset`) that were skipped.
+    pub fn blank(&self, buf: &mut [u8], offset: u64) {
+        let end = offset + buf.len() as u64;
+        let first = self.ranges.partition_point(|r| r.1 <= offset);
+        for &(s, e) in &self.ranges[first..] {
+            if s >= end {
+                break;
+            }
+            let (a, b) = (s.max(offset), e.min(end));
+            buf[(a - offset) as usize..(b - offset) as usize].fill(0);
+        }
     }
 }
 
@@ -154,12 +153,17 @@ mod tests {
     }
 
     #[test]
-    fn zero_map_marks_granules() {
-        let mut m = ZeroMap::new(4);
-        m.mark(8, 18);
-        assert!(!m.is_marked(1));
-        assert!(m.is_marked(2) && m.is_marked(3) && m.is_marked(4));
-        assert!(!m.is_marked(5));
-        assert!(!m.is_marked(100_000));
+    fn zero_map_blanks_exactly_the_skipped_ranges() {
+        let mut m = ZeroMap::new();
+        m.mark(4, 8);
+        m.mark(8, 10);
+        m.mark(20, 22);
+        let mut buf = [9u8; 24];
+        m.blank(&mut buf, 0);
+        assert_eq!(buf[..12], [9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 9, 9]);
+        assert_eq!(buf[18..], [9, 9, 0, 0, 9, 9]);
+        let mut buf = [9u8; 6];
+        m.blank(&mut buf, 7);
+        assert_eq!(buf, [0, 0, 0, 9, 9, 9]);
     }
 }

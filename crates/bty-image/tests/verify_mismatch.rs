@@ -3,14 +3,11 @@
 
 use std::sync::Arc;
 
-use bty_image::digest::Sha256Digest;
 use bty_image::progress::{NoProgress, Progress};
 use bty_image::source::MemorySource;
-use bty_image::verify::{
-    Expected, Mismatch, VERIFY_BLOCK, block_fingerprint, first_difference, read_back,
-};
+use bty_image::tree::{BLOCK as VERIFY_BLOCK, TreeHasher};
+use bty_image::verify::{Expected, Mismatch, first_difference, read_back};
 use bty_image::{CancelToken, FlashOptions, ImageSource, Target, flash, inspect};
-use sha2::{Digest, Sha256};
 
 fn image(len: usize) -> Vec<u8> {
     (0..len)
@@ -40,7 +37,10 @@ fn a_corrupted_byte_is_found_at_its_exact_offset() {
     )
     .unwrap();
     assert!(report.verified);
-    assert_eq!(report.image_sha256, hex::encode(Sha256::digest(&data)));
+    assert_eq!(
+        report.image_digest,
+        hex::encode(bty_image::tree::digest(&data))
+    );
 
     // Damage one byte behind the engine's back, then verify again.
     let bad_at = 3 * VERIFY_BLOCK + 12_345;
@@ -48,15 +48,12 @@ fn a_corrupted_byte_is_found_at_its_exact_offset() {
     on_disk[bad_at as usize] ^= 0xff;
     std::fs::write(&path, &on_disk).unwrap();
     let target = Target::open(&path).unwrap();
-    let blocks: Vec<u64> = data
-        .chunks(VERIFY_BLOCK as usize)
-        .map(block_fingerprint)
-        .collect();
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(&Sha256::digest(&data));
+    let mut tree = TreeHasher::new(true);
+    tree.update(&data);
+    let (digest, blocks) = tree.finish();
     let expected = Expected {
         len: data.len() as u64,
-        digest: Sha256Digest(digest),
+        digest,
         blocks: &blocks,
         skipped: None,
     };
@@ -65,7 +62,7 @@ fn a_corrupted_byte_is_found_at_its_exact_offset() {
         panic!("expected a block mismatch, got {outcome:?}")
     };
     assert_eq!(idx, 3);
-    let at = first_difference(source.as_ref(), &info.compression, &target, idx, &expected).unwrap();
+    let at = first_difference(&source, &info, &target, idx, &expected).unwrap();
     assert_eq!(at, Some(bad_at));
 }
 

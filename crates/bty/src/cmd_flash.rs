@@ -154,10 +154,11 @@ fn render_report(info: &ImageInfo, r: &FlashReport, sha_checked: bool) -> String
         r.target
     );
     s.push_str(&format!(
-        "  image:     {} bytes ({}), sha256 {}\n",
+        "  image:     {} bytes ({}), digest {}:{}\n",
         r.image_bytes,
         units::bytes(r.image_bytes),
-        r.image_sha256
+        r.image_digest_algorithm,
+        r.image_digest
     ));
     if sha_checked && let Some(d) = &r.source_sha256 {
         s.push_str(&format!("  source:    sha256 {d} matches --sha256\n"));

@@ -62,6 +62,33 @@ pub fn render(info: &ImageInfo) -> String {
         };
         s.push_str(&format!("partition table: {name}\n"));
     }
+    if let Some(q) = &info.qcow2 {
+        s.push_str(&format!("qcow2 version:   {}\n", q.version));
+        s.push_str(&format!("cluster size:    {} bytes\n", q.cluster_size));
+        s.push_str(&format!(
+            "allocated:       {} bytes ({}) of {} ({}% stored)\n",
+            q.allocated_bytes,
+            units::bytes(q.allocated_bytes),
+            units::bytes(q.virtual_size),
+            if q.virtual_size > 0 {
+                q.allocated_bytes * 100 / q.virtual_size
+            } else {
+                0
+            }
+        ));
+        s.push_str(&format!(
+            "compression:     {} ({} in compressed clusters)\n",
+            q.compression_type,
+            units::bytes(q.compressed_bytes)
+        ));
+        let features = if q.features.is_empty() {
+            "none".to_string()
+        } else {
+            q.features.join(", ")
+        };
+        s.push_str(&format!("features:        {features}\n"));
+        s.push_str(&format!("snapshots:       {}\n", q.snapshots));
+    }
     for n in &info.notes {
         s.push_str(&format!("note:            {n}\n"));
     }

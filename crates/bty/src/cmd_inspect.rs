@@ -70,11 +70,9 @@ pub fn render(info: &ImageInfo) -> String {
             q.allocated_bytes,
             units::bytes(q.allocated_bytes),
             units::bytes(q.virtual_size),
-            if q.virtual_size > 0 {
-                q.allocated_bytes * 100 / q.virtual_size
-            } else {
-                0
-            }
+            (q.allocated_bytes * 100)
+                .checked_div(q.virtual_size)
+                .unwrap_or(0)
         ));
         s.push_str(&format!(
             "compression:     {} ({} in compressed clusters)\n",

@@ -106,7 +106,7 @@ pub fn read_map(ra: &dyn ReadAt, file_len: u64) -> Result<Qcow2Map, ImageError> 
 
     let mut l1 = vec![0u8; (header.l1_entries * 8) as usize];
     read(ra, &mut l1, header.l1_offset, "the L1 table")?;
-    // L2 table offset -> L1 indexes using it (snapshots can share tables).
+    // L2 table offset -> the L1 index using it.
     let mut tables: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for idx in 0..needed {
         let i = (idx * 8) as usize;
@@ -130,7 +130,15 @@ pub fn read_map(ra: &dyn ReadAt, file_len: u64) -> Result<Qcow2Map, ImageError> 
                 "L1 entry {idx}: L2 table at {off:#x} lies past the end of the file ({file_len} bytes): truncated or damaged"
             )));
         }
-        tables.entry(off).or_default().push(idx);
+        let users = tables.entry(off).or_default();
+        if let Some(first) = users.first() {
+            // Two guest ranges cannot share one L2 table in a valid image; refusing also keeps
+            // the work linear in the file's size.
+            return Err(invalid(format!(
+                "L1 entries {first} and {idx} point at the same L2 table {off:#x}"
+            )));
+        }
+        users.push(idx);
     }
     drop(l1);
 

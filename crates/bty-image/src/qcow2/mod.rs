@@ -41,3 +41,36 @@ pub struct Qcow2Info {
     pub features: Vec<&'static str>,
     pub snapshots: u32,
 }
+
+/// Read `data` as a qcow2 file as far as it goes, producing at most `limit` image bytes;
+/// returns how many were produced. For fuzzing and robustness tests: any input must give a
+/// result or an error, never a panic or a hang.
+pub fn exercise(data: &[u8], limit: u64) -> Result<u64, String> {
+    use crate::buffer::AlignedBuf;
+    use crate::produce::{Produced, Producer};
+    use crate::source::{ImageSource, MemorySource};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    let source: Arc<dyn ImageSource> = Arc::new(MemorySource::new("fuzz", data.to_vec()));
+    let map = map::read_map(&MemorySource::new("fuzz", data.to_vec()), data.len() as u64)
+        .map_err(|e| e.to_string())?;
+    let mut producer = Qcow2Producer::open(
+        source,
+        Some(Arc::new(map)),
+        true,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = AlignedBuf::new(1 << 20);
+    let mut produced = 0u64;
+    while produced < limit {
+        match producer.next(&mut buf).map_err(|e| e.to_string())? {
+            Some(Produced::Data) => produced += buf.len() as u64,
+            Some(Produced::Zeros(n)) => produced += n,
+            None => break,
+        }
+    }
+    producer.source_digest().map_err(|e| e.to_string())?;
+    Ok(produced)
+}

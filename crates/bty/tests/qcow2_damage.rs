@@ -123,7 +123,8 @@ fn truncated_files_are_refused_without_substituting_zeros() {
 fn header_fields_out_of_range_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = good(dir.path(), "");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Patch, &str)> = vec![
         (
             "version 4",
             Box::new(|d| put_be32(d, 4, 4)),

@@ -35,7 +35,7 @@ pub enum ImageError {
     #[error("invalid qcow2 image: {detail}")]
     Qcow2Invalid { detail: String },
     #[error(
-        "qcow2 needs random access, which this source (a pipe or stream) cannot give; save it to a file first"
+        "qcow2 needs random access, which this source cannot give (a pipe, or a web server without byte ranges); save it to a file first"
     )]
     Qcow2NeedsRandomAccess,
     #[error("{what} is not supported: {advice}")]

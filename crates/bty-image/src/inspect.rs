@@ -245,6 +245,13 @@ fn output_size(
                 return (None, None);
             };
             let (size, from) = match c {
+                Compression::Zstd if !source.cheap_random_access() => {
+                    notes.push(
+                        "output size unknown: zstd frame headers are not walked over the network"
+                            .into(),
+                    );
+                    return (None, None);
+                }
                 Compression::Zstd => (zstd_content_size(ra, len), "zstd frame headers"),
                 Compression::Xz => (xz_uncompressed_size(ra, len), "xz index"),
                 Compression::Gzip => {

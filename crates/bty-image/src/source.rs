@@ -53,6 +53,11 @@ pub trait ImageSource: Send + Sync {
     }
     /// Positional reads, when they are cheap (a local file: yes; a web server: see bty-source).
     fn random_access(&self) -> Option<&dyn ReadAt>;
+    /// Whether positional reads are cheap enough for many small ones (walking every zstd frame
+    /// header to learn the size): true for local files, false over a network.
+    fn cheap_random_access(&self) -> bool {
+        true
+    }
     /// Device and inode of a local source, to refuse flashing a file onto itself.
     fn identity(&self) -> Option<(u64, u64)> {
         None
@@ -222,6 +227,16 @@ impl PipeSource {
             rest: std::sync::Mutex::new(Some(stream)),
         })
     }
+}
+
+/// A stream over a buffered start of an image: it ends cleanly when `complete` (the buffer is
+/// the whole image), else with [`HeadExhausted`].
+pub fn head_reader(head: std::sync::Arc<Vec<u8>>, complete: bool) -> Box<dyn Read + Send> {
+    Box::new(HeadReader {
+        head: SharedBytes(head),
+        pos: 0,
+        complete,
+    })
 }
 
 struct HeadReader {

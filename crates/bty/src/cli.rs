@@ -1,7 +1,5 @@
 //! The command-line grammar (clap).
 
-use std::path::PathBuf;
-
 use bty_image::ZeroMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -29,8 +27,11 @@ pub enum Command {
     /// Exit codes: 0 success; 1 failed after writing began (target wiped); 2 usage error or
     /// refused before writing (target untouched).
     Flash(FlashArgs),
-    /// Show what an image is: layers, sizes, partition table.
+    /// Show what an image is: layers, sizes, partition table, qcow2 details.
     Inspect(InspectArgs),
+    /// List the images of a catalog (a path, an http(s) URL, or a bty-web's /catalog.toml),
+    /// merged with the local image folder (BTY_IMAGE_ROOT, default /var/lib/bty/images).
+    Catalog(CatalogArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,10 +57,18 @@ impl From<ZeroesArg> for ZeroMode {
 
 #[derive(Debug, Args)]
 pub struct FlashArgs {
-    /// The image: a local file, a block device, a FIFO, or - for standard input.
-    pub source: PathBuf,
-    /// Where to write it: a whole block device (e.g. /dev/sdb) or a file path.
-    pub target: PathBuf,
+    /// SOURCE TARGET, or only TARGET with --catalog/--image. SOURCE is a local file, a block
+    /// device, a FIFO, - for standard input, file://PATH or an http(s):// URL. TARGET is a
+    /// whole block device (e.g. /dev/sdb) or a file path.
+    #[arg(value_name = "SOURCE] [TARGET", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    /// Take the image from this catalog (path or URL); use with --image.
+    #[arg(long, value_name = "CATALOG", requires = "image")]
+    pub catalog: Option<String>,
+    /// The catalog entry to flash (by name); its sha256 is verified automatically. Without
+    /// --catalog, the local image folder and its catalog.toml are searched.
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
     /// Expected sha256 of SOURCE as published (the compressed file), as HEX or sha256:HEX.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
@@ -80,8 +89,28 @@ pub struct FlashArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The image: a local file, a block device, a FIFO, or - for standard input.
-    pub source: PathBuf,
+    /// The image: a local file, a block device, a FIFO, - for standard input, file://PATH or an
+    /// http(s):// URL. Omit it with --catalog/--image.
+    pub source: Option<String>,
+    /// Take the image from this catalog (path or URL); use with --image.
+    #[arg(long, value_name = "CATALOG", requires = "image")]
+    pub catalog: Option<String>,
+    /// The catalog entry to inspect (by name).
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Print one JSON document with "schema_version": 1.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The catalog: a path, an http(s) URL, or a bty-web's /catalog.toml. Without it, only the
+    /// local image folder is listed.
+    pub source: Option<String>,
+    /// Leave out the local image folder.
+    #[arg(long)]
+    pub no_local: bool,
     /// Print one JSON document with "schema_version": 1.
     #[arg(long)]
     pub json: bool,

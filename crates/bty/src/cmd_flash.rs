@@ -4,16 +4,17 @@ use bty_image::digest::Sha256Digest;
 use bty_image::flash::preflight;
 use bty_image::target::TargetError;
 use bty_image::{
-    CancelToken, FlashError, FlashOptions, FlashReport, ImageInfo, Target, ZeroMode, flash,
-    inspect, open_local,
+    CancelToken, FlashError, FlashOptions, FlashReport, ImageInfo, Target, ZeroMode, flash, inspect,
 };
 use serde_json::json;
+use std::path::PathBuf;
 
 use crate::cli::FlashArgs;
 use crate::cmd_inspect::report_error;
 use crate::confirm::{self, Confirmation};
 use crate::exit;
 use crate::output::{ProgressView, json_line};
+use crate::pick::pick;
 use crate::units;
 
 /// A refusal before anything was written: message, exit 2.
@@ -30,25 +31,50 @@ fn refuse(args: &FlashArgs, message: &str) -> u8 {
 }
 
 pub fn run(args: FlashArgs) -> u8 {
-    let expected = match args.sha256.as_deref().map(Sha256Digest::parse).transpose() {
+    let given = match args.sha256.as_deref().map(Sha256Digest::parse).transpose() {
         Ok(d) => d,
         Err(e) => return refuse(&args, &e.to_string()),
     };
-    let source = match open_local(&args.source) {
-        Ok(s) => s,
+    let (source_arg, target_path) = match (args.image.is_some(), args.args.as_slice()) {
+        (true, [t]) => (None, PathBuf::from(t)),
+        (false, [s, t]) => (Some(s.clone()), PathBuf::from(t)),
+        (true, _) => return refuse(&args, "with --image, give only the TARGET"),
+        (false, _) => return refuse(&args, "give SOURCE and TARGET (or --image NAME and TARGET)"),
+    };
+    let label = source_arg
+        .clone()
+        .or(args.image.clone())
+        .unwrap_or_default();
+    let resolved = match pick(
+        source_arg.as_deref(),
+        args.catalog.as_deref(),
+        args.image.as_deref(),
+    ) {
+        Ok(r) => r,
         Err(e) => {
-            report_error(&args.source.display().to_string(), &e, args.json);
+            report_error(&label, &e, args.json);
             return exit::REFUSED;
         }
     };
+    let expected = match (given, resolved.expected_sha256) {
+        (Some(g), Some(r)) if g != r => {
+            let from = resolved.digest_from.clone().unwrap_or_default();
+            return refuse(
+                &args,
+                &format!("--sha256 {g} differs from {r} given by {from}"),
+            );
+        }
+        (g, r) => g.or(r),
+    };
+    let source = resolved.source;
     let info = match inspect(source.as_ref()) {
         Ok(i) => i,
         Err(e) => {
-            report_error(&args.source.display().to_string(), &e, args.json);
+            report_error(&label, &e, args.json);
             return exit::REFUSED;
         }
     };
-    let target = match Target::open(&args.target) {
+    let target = match Target::open(&target_path) {
         Ok(t) => t,
         Err(e) => return refuse(&args, &target_message(&e)),
     };
@@ -69,7 +95,7 @@ pub fn run(args: FlashArgs) -> u8 {
                     &args,
                     &format!(
                         "refusing to overwrite {} without confirmation: no terminal to ask on; pass --yes",
-                        args.target.display()
+                        target_path.display()
                     ),
                 );
             }
@@ -96,7 +122,6 @@ pub fn run(args: FlashArgs) -> u8 {
         ..FlashOptions::default()
     };
     let view = ProgressView::new(args.json);
-    let source: std::sync::Arc<dyn bty_image::ImageSource> = std::sync::Arc::from(source);
     let result = flash(&source, &info, &target, &opts, &view, &cancel);
     view.finish();
     match result {

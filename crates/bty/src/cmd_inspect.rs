@@ -1,6 +1,6 @@
 //! `bty inspect SOURCE`: what an image is, without writing anything.
 
-use bty_image::{ImageError, ImageInfo, inspect, open_local};
+use bty_image::{ImageInfo, inspect};
 
 use crate::cli::InspectArgs;
 use crate::exit;
@@ -8,7 +8,17 @@ use crate::output::json_line;
 use crate::units;
 
 pub fn run(args: InspectArgs) -> u8 {
-    let result = open_local(&args.source).and_then(|src| inspect(src.as_ref()));
+    let label = args
+        .source
+        .clone()
+        .or(args.image.clone())
+        .unwrap_or_default();
+    let result = crate::pick::pick(
+        args.source.as_deref(),
+        args.catalog.as_deref(),
+        args.image.as_deref(),
+    )
+    .and_then(|r| inspect(r.source.as_ref()).map_err(|e| e.to_string()));
     match (result, args.json) {
         (Ok(info), true) => {
             json_line("inspect", &info);
@@ -19,13 +29,13 @@ pub fn run(args: InspectArgs) -> u8 {
             exit::OK
         }
         (Err(e), json) => {
-            report_error(&args.source.display().to_string(), &e, json);
+            report_error(&label, &e, json);
             exit::REFUSED
         }
     }
 }
 
-pub fn report_error(source: &str, e: &ImageError, json: bool) {
+pub fn report_error(source: &str, e: &dyn std::fmt::Display, json: bool) {
     if json {
         json_line(
             "error",

@@ -2,10 +2,12 @@
 //! engine lives in `bty-image` and block-device handling in `bty-disk`.
 
 mod cli;
+mod cmd_catalog;
 mod cmd_flash;
 mod cmd_inspect;
 mod confirm;
 mod output;
+mod pick;
 mod units;
 
 use std::process::ExitCode;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Some(Command::Flash(args)) => cmd_flash::run(args),
         Some(Command::Inspect(args)) => cmd_inspect::run(args),
+        Some(Command::Catalog(args)) => cmd_catalog::run(args),
         None => {
             eprintln!(
                 "bty {}: the interactive wizard is not built yet; use `bty flash` or `bty inspect` (see `bty --help`)",

@@ -346,12 +346,29 @@ fn the_reported_digest_matches_the_documented_definition() {
     let zst = dir.path().join("img.zst");
     write(&zst, &compress_file("zstd -q -c", &raw));
     let out = dir.path().join("out.img");
-    let run = bty(["flash".as_ref(), zst.as_os_str(), out.as_os_str(), "--yes".as_ref(), "--json".as_ref()]);
+    let run = bty([
+        "flash".as_ref(),
+        zst.as_os_str(),
+        out.as_os_str(),
+        "--yes".as_ref(),
+        "--json".as_ref(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flash = &run.last_json()["flash"];
     assert_eq!(flash["image_digest_algorithm"], "sha256-tree-v1");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bty-digest.py");
-    let py = std::process::Command::new("python3").arg(script).arg(&raw).output().unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
-    assert_eq!(flash["image_digest"], String::from_utf8_lossy(&py.stdout).trim());
+    let py = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(
+        flash["image_digest"],
+        String::from_utf8_lossy(&py.stdout).trim()
+    );
 }

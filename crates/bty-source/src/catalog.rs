@@ -1,0 +1,325 @@
+//! Catalogs: TOML files listing named images (upstream's `version = 1` schema exactly:
+//! `[[images]]` with `name`, `src`, optional `sha256`, `format`, `size_bytes`, `description`,
+//! `ref`). Loaded from a path, an http(s) URL (a bty-web's `/catalog.toml` is one) — capped at
+//! 4 MiB — and validated with errors that name the entry and the field.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::canonical::image_ref;
+use crate::error::SourceError;
+use crate::http::HttpClient;
+
+/// Largest catalog accepted.
+pub const MAX_CATALOG_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub src: String,
+    /// Lower-case hex sha256 of the image as published; verified when flashing.
+    pub sha256: Option<String>,
+    /// Format hint (`img.zst`, `qcow2`, …); bty recognises formats from content anyway.
+    pub format: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub description: Option<String>,
+    /// `sha256(canonical src)`.
+    #[serde(rename = "ref")]
+    pub image_ref: String,
+    /// Where the entry came from (the catalog's path or URL, or the image folder).
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    pub source: String,
+    pub entries: Vec<CatalogEntry>,
+}
+
+fn err(origin: &str, msg: String) -> SourceError {
+    SourceError::Catalog(format!("catalog {origin}: {msg}"))
+}
+
+fn string_field(
+    t: &toml::Table,
+    key: &str,
+    origin: &str,
+    at: &str,
+) -> Result<Option<String>, SourceError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(err(
+            origin,
+            format!(
+                "{at}: field '{key}' must be a string, got {}",
+                other.type_str()
+            ),
+        )),
+    }
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        other => format!("a {}", other.type_str()),
+    }
+}
+
+/// Parse catalog text from `origin` (for messages).
+pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| err(origin, format!("not valid TOML: {e}")))?;
+    match doc.get("version") {
+        Some(toml::Value::Integer(1)) => {}
+        Some(v) => {
+            return Err(err(
+                origin,
+                format!(
+                    "version = {}, but this bty understands version = 1",
+                    show(v)
+                ),
+            ));
+        }
+        None => return Err(err(origin, "missing 'version = 1'".into())),
+    }
+    let images = match doc.get("images") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a.clone(),
+        Some(other) => {
+            return Err(err(
+                origin,
+                format!(
+                    "'images' must be an array of tables ([[images]]), got {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    let mut entries: Vec<CatalogEntry> = Vec::new();
+    for (i, item) in images.iter().enumerate() {
+        let toml::Value::Table(t) = item else {
+            return Err(err(
+                origin,
+                format!("images entry {} must be a table", i + 1),
+            ));
+        };
+        let label = |name: Option<&str>| match name {
+            Some(n) => format!("entry {} ({n:?})", i + 1),
+            None => format!("entry {}", i + 1),
+        };
+        let name = string_field(t, "name", origin, &label(None))?
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                err(
+                    origin,
+                    format!("{}: missing required field 'name'", label(None)),
+                )
+            })?;
+        let at = label(Some(&name));
+        if entries.iter().any(|e| e.name == name) {
+            return Err(err(origin, format!("{at}: duplicate image name")));
+        }
+        let src = string_field(t, "src", origin, &at)?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err(origin, format!("{at}: missing required field 'src'")))?;
+        if src.to_ascii_lowercase().starts_with("file://") {
+            return Err(err(
+                origin,
+                format!(
+                    "{at}: src {src:?}: file:// is not allowed in a catalog (it is published; put local files in the image folder)"
+                ),
+            ));
+        }
+        let image_ref = image_ref(&src).map_err(|e| err(origin, format!("{at}: {e}")))?;
+        let sha256 = match string_field(t, "sha256", origin, &at)? {
+            None => None,
+            Some(s) => {
+                let s = s.trim().to_ascii_lowercase();
+                let s = s.strip_prefix("sha256:").unwrap_or(&s).to_string();
+                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(err(
+                        origin,
+                        format!("{at}: field 'sha256' must be 64 hex digits"),
+                    ));
+                }
+                Some(s)
+            }
+        };
+        let size_bytes = match t.get("size_bytes") {
+            None => None,
+            Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
+            Some(other) => {
+                return Err(err(
+                    origin,
+                    format!(
+                        "{at}: field 'size_bytes' must be a non-negative integer, got {}",
+                        show(other)
+                    ),
+                ));
+            }
+        };
+        if let Some(r) = string_field(t, "ref", origin, &at)?
+            && r.to_ascii_lowercase() != image_ref
+        {
+            return Err(err(
+                origin,
+                format!("{at}: field 'ref' is {r} but the src's reference is {image_ref}"),
+            ));
+        }
+        entries.push(CatalogEntry {
+            name,
+            src,
+            sha256,
+            format: string_field(t, "format", origin, &at)?,
+            size_bytes,
+            description: string_field(t, "description", origin, &at)?,
+            image_ref,
+            origin: origin.to_string(),
+        });
+    }
+    Ok(Catalog {
+        source: origin.to_string(),
+        entries,
+    })
+}
+
+/// Load a catalog from a path or an http(s) URL.
+pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
+    let lower = source.to_ascii_lowercase();
+    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
+        let (parts, data) =
+            client
+                .get_small(source, &[], MAX_CATALOG_BYTES)
+                .map_err(|e| match e {
+                    SourceError::Protocol { detail, .. } if detail.contains("exceeds") => err(
+                        source,
+                        format!("larger than {MAX_CATALOG_BYTES} bytes; refusing to parse"),
+                    ),
+                    other => other,
+                })?;
+        match parts.status.as_u16() {
+            200 => data,
+            404 => {
+                return Err(SourceError::NotFound {
+                    url: source.to_string(),
+                });
+            }
+            s => {
+                return Err(SourceError::Status {
+                    url: source.to_string(),
+                    status: s,
+                });
+            }
+        }
+    } else if lower.starts_with("oras://") {
+        return Err(err(
+            source,
+            "catalogs from oras:// registries are not supported yet".into(),
+        ));
+    } else {
+        let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
+        let meta = std::fs::metadata(path).map_err(|e| SourceError::Io {
+            what: format!("catalog {source}"),
+            source: e,
+        })?;
+        if meta.len() > MAX_CATALOG_BYTES {
+            return Err(err(
+                source,
+                format!("larger than {MAX_CATALOG_BYTES} bytes; refusing to parse"),
+            ));
+        }
+        std::fs::read(path).map_err(|e| SourceError::Io {
+            what: format!("catalog {source}"),
+            source: e,
+        })?
+    };
+    let text = String::from_utf8(bytes).map_err(|_| err(source, "not UTF-8 text".into()))?;
+    parse(&text, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version = 1
+[[images]]
+name = "debian"
+src = "https://Example.com:443/debian.img.zst"
+sha256 = "SHA256:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"
+format = "img.zst"
+size_bytes = 123
+description = "Debian"
+[[images]]
+name = "fedora"
+src = "oras://ghcr.io/acme/fedora:42"
+"#;
+
+    #[test]
+    fn parses_the_v1_schema() {
+        let c = parse(GOOD, "test").unwrap();
+        assert_eq!(c.entries.len(), 2);
+        let d = &c.entries[0];
+        assert_eq!(d.sha256.as_deref(), Some(&"ab".repeat(32)[..]));
+        assert_eq!(d.size_bytes, Some(123));
+        assert_eq!(
+            d.image_ref,
+            image_ref("https://example.com/debian.img.zst").unwrap()
+        );
+        assert_eq!(c.entries[1].sha256, None);
+        assert!(parse("version = 1\n", "t").unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_entry_and_field() {
+        let cases = [
+            (
+                "[[images]]\nname='a'\nsrc='https://x/a'",
+                "missing 'version = 1'",
+            ),
+            ("version = 2", "version = 2"),
+            ("version = 1\nimages = 3", "array of tables"),
+            (
+                "version = 1\n[[images]]\nsrc='https://x/a'",
+                "entry 1: missing required field 'name'",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'",
+                "entry 1 (\"a\"): missing required field 'src'",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='https://x/a'\n[[images]]\nname='a'\nsrc='https://x/b'",
+                "entry 2 (\"a\"): duplicate image name",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='https://x/a'\nsha256='xyz'",
+                "field 'sha256' must be 64 hex digits",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='file:///x'",
+                "file:// is not allowed",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='https://x/a'\nsize_bytes='big'",
+                "size_bytes",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='https://x/a'\nref='00'",
+                "field 'ref'",
+            ),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='gopher://x/a'",
+                "src",
+            ),
+            ("version = ", "not valid TOML"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, "t").unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use sha2::Digest;
+
 use crate::canonical::image_ref;
 use crate::error::SourceError;
 use crate::http::HttpClient;
@@ -187,7 +189,45 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
     })
 }
 
-/// Load a catalog from a path or an http(s) URL.
+/// A catalog published as an OCI artifact: its blob, read whole (capped) and checked against
+/// the layer digest.
+fn load_oras(source: &str, client: &HttpClient) -> Result<Vec<u8>, SourceError> {
+    let r = crate::oras_ref::OrasRef::parse(source)?;
+    let blob = crate::oci::OciClient::new(client.clone(), None, Vec::new()).resolve(&r)?;
+    let too_big = || {
+        err(
+            source,
+            format!("larger than {MAX_CATALOG_BYTES} bytes; refusing to parse"),
+        )
+    };
+    if blob.layer_size.is_some_and(|n| n > MAX_CATALOG_BYTES) {
+        return Err(too_big());
+    }
+    let mut data = Vec::new();
+    let io = |e| SourceError::Io {
+        what: format!("catalog {source}"),
+        source: e,
+    };
+    let stream = bty_image::ImageSource::open_stream(blob.source.as_ref()).map_err(io)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(stream, MAX_CATALOG_BYTES + 1),
+        &mut data,
+    )
+    .map_err(io)?;
+    if data.len() as u64 > MAX_CATALOG_BYTES {
+        return Err(too_big());
+    }
+    let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    if got != blob.layer_digest {
+        return Err(err(
+            source,
+            format!("the blob's digest is {got}, not {}", blob.layer_digest),
+        ));
+    }
+    Ok(data)
+}
+
+/// Load a catalog from a path, an http(s) URL or an oras:// reference.
 pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
     let lower = source.to_ascii_lowercase();
     let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -216,10 +256,7 @@ pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
             }
         }
     } else if lower.starts_with("oras://") {
-        return Err(err(
-            source,
-            "catalogs from oras:// registries are not supported yet".into(),
-        ));
+        load_oras(source, client)?
     } else {
         let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
         let meta = std::fs::metadata(path).map_err(|e| SourceError::Io {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod folder;
 pub mod http;
+pub mod oci;
 pub mod oras_ref;
 pub mod resolve;
 

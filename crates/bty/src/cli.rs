@@ -58,7 +58,8 @@ impl From<ZeroesArg> for ZeroMode {
 #[derive(Debug, Args)]
 pub struct FlashArgs {
     /// SOURCE TARGET, or only TARGET with --catalog/--image. SOURCE is a local file, a block
-    /// device, a FIFO, - for standard input, file://PATH or an http(s):// URL. TARGET is a
+    /// device, a FIFO, - for standard input, file://PATH, an http(s):// URL or an oras://
+    /// reference. TARGET is a
     /// whole block device (e.g. /dev/sdb) or a file path.
     #[arg(value_name = "SOURCE] [TARGET", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
@@ -69,6 +70,14 @@ pub struct FlashArgs {
     /// --catalog, the local image folder and its catalog.toml are searched.
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
+    /// For oras:// image indexes: the platform to pick, as os/arch[/variant] (default: this
+    /// machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to this registry (host[:port]); loopback registries always may.
+    /// Also from BTY_INSECURE_REGISTRIES (comma-separated).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Expected sha256 of SOURCE as published (the compressed file), as HEX or sha256:HEX.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
@@ -89,8 +98,8 @@ pub struct FlashArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The image: a local file, a block device, a FIFO, - for standard input, file://PATH or an
-    /// http(s):// URL. Omit it with --catalog/--image.
+    /// The image: a local file, a block device, a FIFO, - for standard input, file://PATH, an
+    /// http(s):// URL or an oras:// reference. Omit it with --catalog/--image.
     pub source: Option<String>,
     /// Take the image from this catalog (path or URL); use with --image.
     #[arg(long, value_name = "CATALOG", requires = "image")]
@@ -98,6 +107,14 @@ pub struct InspectArgs {
     /// The catalog entry to inspect (by name).
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
+    /// For oras:// image indexes: the platform to pick, as os/arch[/variant] (default: this
+    /// machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to this registry (host[:port]); loopback registries always may.
+    /// Also from BTY_INSECURE_REGISTRIES (comma-separated).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Print one JSON document with "schema_version": 1.
     #[arg(long)]
     pub json: bool,
@@ -105,8 +122,8 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
-    /// The catalog: a path, an http(s) URL, or a bty-web's /catalog.toml. Without it, only the
-    /// local image folder is listed.
+    /// The catalog: a path, an http(s) URL, an oras:// reference, or a bty-web's
+    /// /catalog.toml. Without it, only the local image folder is listed.
     pub source: Option<String>,
     /// Leave out the local image folder.
     #[arg(long)]

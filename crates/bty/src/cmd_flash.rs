@@ -14,7 +14,7 @@ use crate::cmd_inspect::report_error;
 use crate::confirm::{self, Confirmation};
 use crate::exit;
 use crate::output::{ProgressView, json_line};
-use crate::pick::pick;
+use crate::pick::{pick, resolve_options};
 use crate::units;
 
 /// A refusal before anything was written: message, exit 2.
@@ -45,10 +45,12 @@ pub fn run(args: FlashArgs) -> u8 {
         .clone()
         .or(args.image.clone())
         .unwrap_or_default();
+    let opts = resolve_options(&args.platform, &args.insecure_registry);
     let resolved = match pick(
         source_arg.as_deref(),
         args.catalog.as_deref(),
         args.image.as_deref(),
+        &opts,
     ) {
         Ok(r) => r,
         Err(e) => {

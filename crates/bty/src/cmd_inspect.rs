@@ -13,12 +13,24 @@ pub fn run(args: InspectArgs) -> u8 {
         .clone()
         .or(args.image.clone())
         .unwrap_or_default();
+    let opts = crate::pick::resolve_options(&args.platform, &args.insecure_registry);
     let result = crate::pick::pick(
         args.source.as_deref(),
         args.catalog.as_deref(),
         args.image.as_deref(),
+        &opts,
     )
-    .and_then(|r| inspect(r.source.as_ref()).map_err(|e| e.to_string()));
+    .and_then(|r| {
+        let mut info = inspect(r.source.as_ref()).map_err(|e| e.to_string())?;
+        info.notes.splice(0..0, r.notes);
+        if let Some(d) = r.expected_sha256 {
+            info.notes.push(format!(
+                "expected {d}, from {}",
+                r.digest_from.unwrap_or_default()
+            ));
+        }
+        Ok(info)
+    });
     match (result, args.json) {
         (Ok(info), true) => {
             json_line("inspect", &info);

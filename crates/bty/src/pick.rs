@@ -3,7 +3,7 @@
 
 use bty_source::catalog::{self, CatalogEntry};
 use bty_source::folder::{self, image_root};
-use bty_source::resolve::{Resolved, resolve, resolve_entry};
+use bty_source::resolve::{ResolveOptions, Resolved, resolve, resolve_entry};
 use bty_source::{HttpClient, SourceError};
 
 /// The local folder's entries, then the catalog's (when given), de-duplicated.
@@ -27,6 +27,7 @@ pub fn pick(
     source: Option<&str>,
     catalog: Option<&str>,
     image: Option<&str>,
+    opts: &ResolveOptions,
 ) -> Result<Resolved, String> {
     let client = HttpClient::default();
     match (source, image) {
@@ -41,9 +42,17 @@ pub fn pick(
                 };
                 return Err(format!("no image named {name:?} (known: {known})"));
             };
-            resolve_entry(entry, &client).map_err(|e| e.to_string())
+            resolve_entry(entry, &client, opts).map_err(|e| e.to_string())
         }
-        (Some(src), None) => resolve(src, &client).map_err(|e| e.to_string()),
+        (Some(src), None) => resolve(src, &client, opts).map_err(|e| e.to_string()),
         (None, None) => Err("give a SOURCE, or --image NAME (with --catalog CATALOG)".into()),
+    }
+}
+
+/// Options from the command line.
+pub fn resolve_options(platform: &Option<String>, insecure: &[String]) -> ResolveOptions {
+    ResolveOptions {
+        platform: platform.clone(),
+        insecure_registries: insecure.to_vec(),
     }
 }

@@ -303,30 +303,71 @@ fn the_local_image_folder_is_listed_first_and_its_sidecars_are_checked() {
     let zst = compress_file("zstd -q -c", &raw);
     write(&root.join("good.img.zst"), &zst);
     use sha2::Digest;
-    write(&root.join("good.img.zst.sha256"), format!("{}  good.img.zst\n", hex::encode(sha2::Sha256::digest(&zst))).as_bytes());
+    write(
+        &root.join("good.img.zst.sha256"),
+        format!(
+            "{}  good.img.zst\n",
+            hex::encode(sha2::Sha256::digest(&zst))
+        )
+        .as_bytes(),
+    );
     write(&root.join("bad.img.zst"), &zst);
     write(&root.join("bad.img.zst.sha256"), "2".repeat(64).as_bytes());
     write(&root.join("readme.tar"), b"");
     let server = TestServer::start();
     server.put(
         "/catalog.toml",
-        format!("version = 1\n[[images]]\nname = \"remote\"\nsrc = \"{}\"\n", server.url("/r.img")).into_bytes(),
+        format!(
+            "version = 1\n[[images]]\nname = \"remote\"\nsrc = \"{}\"\n",
+            server.url("/r.img")
+        )
+        .into_bytes(),
     );
     let env_root = root.to_str().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(bty_bin()).args(args).env("BTY_IMAGE_ROOT", env_root).stdin(Stdio::null()).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(bty_bin())
+            .args(args)
+            .env("BTY_IMAGE_ROOT", env_root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, stdout, _) = run(&["catalog", &server.url("/catalog.toml"), "--json"]);
     assert_eq!(code, 0);
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let names: Vec<&str> = doc["images"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["bad.img.zst", "good.img.zst", "remote"], "local images first, the empty file skipped");
+    let names: Vec<&str> = doc["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["bad.img.zst", "good.img.zst", "remote"],
+        "local images first, the empty file skipped"
+    );
     let out = dir.path().join("out.img");
-    let (code, _, stderr) = run(&["flash", "--image", "good.img.zst", out.to_str().unwrap(), "--yes"]);
+    let (code, _, stderr) = run(&[
+        "flash",
+        "--image",
+        "good.img.zst",
+        out.to_str().unwrap(),
+        "--yes",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_same(&std::fs::read(&out).unwrap(), &img, "local folder image");
-    let (code, _, stderr) = run(&["flash", "--image", "bad.img.zst", out.to_str().unwrap(), "--yes"]);
+    let (code, _, stderr) = run(&[
+        "flash",
+        "--image",
+        "bad.img.zst",
+        out.to_str().unwrap(),
+        "--yes",
+    ]);
     assert_eq!(code, 1, "the sidecar digest is checked: {stderr}");
     assert!(stderr.contains("sha256 mismatch"));
 }

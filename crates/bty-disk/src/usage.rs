@@ -126,7 +126,7 @@ pub fn swaps_of(swaps: &str, devices: &[(String, u32, u32)]) -> Vec<DeviceUser> 
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
+pub(crate) fn unescape_octal(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

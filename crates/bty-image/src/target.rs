@@ -43,6 +43,8 @@ pub enum TargetError {
     Open(#[from] OpenError),
     #[error("{0}: the device is read-only")]
     ReadOnly(PathBuf),
+    #[error("{path}: device is in use or unsafe to write: {reasons}")]
+    Unsafe { path: PathBuf, reasons: String },
     #[error("{0} is a directory; give a block device or a file path")]
     IsDirectory(PathBuf),
     #[error("{0} is neither a block device nor a regular file")]
@@ -107,6 +109,13 @@ impl Target {
         };
         match std::fs::metadata(path) {
             Ok(meta) if meta.file_type().is_block_device() => {
+                // The same safety verdict as `bty disks`, before the kernel's own O_EXCL check.
+                if let Err(reasons) = bty_disk::check_target(path) {
+                    return Err(TargetError::Unsafe {
+                        path: path.to_path_buf(),
+                        reasons: reasons.join("; "),
+                    });
+                }
                 let (file, direct) = open_block_device(path, true)?;
                 if ioctl::is_read_only(&file).map_err(io_err)? {
                     return Err(TargetError::ReadOnly(path.to_path_buf()));

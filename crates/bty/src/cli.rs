@@ -29,6 +29,9 @@ pub enum Command {
     Flash(FlashArgs),
     /// Show what an image is: layers, sizes, partition table, qcow2 details.
     Inspect(InspectArgs),
+    /// List the disks: size, transport, model, serial, and whether bty may write them (and why
+    /// not).
+    Disks(DisksArgs),
     /// List the images of a catalog (a path, an http(s) URL, or a bty-web's /catalog.toml),
     /// merged with the local image folder (BTY_IMAGE_ROOT, default /var/lib/bty/images).
     Catalog(CatalogArgs),
@@ -115,6 +118,17 @@ pub struct InspectArgs {
     /// Also from BTY_INSECURE_REGISTRIES (comma-separated).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// Print one JSON document with "schema_version": 1.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DisksArgs {
+    /// Also list the kinds hidden by default: loop, zram and RAM disks, optical drives, eMMC
+    /// boot partitions, device-mapper and md devices.
+    #[arg(long)]
+    pub all: bool,
     /// Print one JSON document with "schema_version": 1.
     #[arg(long)]
     pub json: bool,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd_catalog;
+mod cmd_disks;
 mod cmd_flash;
 mod cmd_inspect;
 mod confirm;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Some(Command::Flash(args)) => cmd_flash::run(args),
         Some(Command::Inspect(args)) => cmd_inspect::run(args),
         Some(Command::Catalog(args)) => cmd_catalog::run(args),
+        Some(Command::Disks(args)) => cmd_disks::run(args),
         None => {
             eprintln!(
                 "bty {}: the interactive wizard is not built yet; use `bty flash` or `bty inspect` (see `bty --help`)",

@@ -1,0 +1,95 @@
+//! `bty disks`: the machine's disks, what they are, and whether bty may write them.
+
+use bty_disk::{Classified, SystemRoot, classify};
+
+use crate::cli::DisksArgs;
+use crate::exit;
+use crate::output::json_line;
+use crate::units;
+
+/// The system root to read: `/`, or in debug and test builds `BTY_TEST_SYSROOT` (a captured
+/// sysfs tree).
+pub fn system_root() -> SystemRoot {
+    #[cfg(debug_assertions)]
+    if let Some(root) = std::env::var_os("BTY_TEST_SYSROOT") {
+        return SystemRoot::at(std::path::Path::new(&root));
+    }
+    SystemRoot::default()
+}
+
+pub fn run(args: DisksArgs) -> u8 {
+    let root = system_root();
+    let list: Vec<Classified> = classify(&root, root.disks(), None)
+        .into_iter()
+        .filter(|c| args.all || c.hidden.is_none())
+        .collect();
+    if args.json {
+        json_line("disks", serde_json::json!({ "disks": list }));
+        return exit::OK;
+    }
+    if list.is_empty() {
+        println!(
+            "no disks{}",
+            if args.all {
+                ""
+            } else {
+                " (--all shows loop, zram, optical and other hidden devices)"
+            }
+        );
+        return exit::OK;
+    }
+    println!(
+        "{:14} {:>10}  {:9} {:28} {:22} STATUS",
+        "PATH", "SIZE", "TRANSPORT", "MODEL", "SERIAL"
+    );
+    for c in &list {
+        let d = &c.disk;
+        let model: Vec<&str> = [d.vendor.as_deref(), d.model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut flags = Vec::new();
+        if d.removable {
+            flags.push("removable");
+        }
+        if d.rotational {
+            flags.push("rotational");
+        }
+        let status = if c.writable() {
+            "ok".to_string()
+        } else {
+            format!("UNSAFE: {}", c.unsafe_reasons.join("; "))
+        };
+        let status = match &c.hidden {
+            Some(h) => format!("[{h}] {status}"),
+            None => status,
+        };
+        let transport = serde_json::to_value(d.transport)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!(
+            "{:14} {:>10}  {:9} {:28} {:22} {}{}",
+            d.path.display(),
+            units::bytes(d.size_bytes),
+            transport,
+            truncate(&model.join(" "), 28),
+            truncate(d.serial.as_deref().unwrap_or("-"), 22),
+            status,
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", flags.join(", "))
+            }
+        );
+    }
+    exit::OK
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}

@@ -156,7 +156,11 @@ pub fn classify(root: &SystemRoot, disks: Vec<Disk>, image_size: Option<u64>) ->
                 reasons.push("read-only".into());
             }
             if d.size_bytes == 0 {
-                reasons.push("no medium (size 0)".into());
+                reasons.push(if d.transport == Transport::Loop {
+                    "not attached to a file".into()
+                } else {
+                    "no medium (size 0)".into()
+                });
             }
             if let Some(img) = image_size.filter(|&s| s > d.size_bytes && d.size_bytes > 0) {
                 reasons.push(format!(

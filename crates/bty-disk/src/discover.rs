@@ -222,7 +222,10 @@ impl SystemRoot {
                     as u32,
                 physical_block_size: read_u64(&dir.join("queue/physical_block_size")).unwrap_or(512)
                     as u32,
-                vendor: read(&dev.join("vendor")).or_else(|| prop("ID_VENDOR")),
+                // virtio and PCI devices carry numeric IDs (`0x1af4`) there, not names.
+                vendor: read(&dev.join("vendor"))
+                    .filter(|v| !v.starts_with("0x"))
+                    .or_else(|| prop("ID_VENDOR")),
                 model: read(&dev.join("model")).or_else(|| prop("ID_MODEL")),
                 serial: read(&dev.join("serial"))
                     .or_else(|| read(&dir.join("serial")))

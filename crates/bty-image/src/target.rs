@@ -264,15 +264,7 @@ impl Target {
 
     /// Read what is there (zeros past the end) into `buf` at `off`.
     fn pread_fill(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let done = self.read_back(buf, off)?;
         buf[done..].fill(0);
         Ok(())
     }

@@ -58,18 +58,13 @@ impl From<ZeroesArg> for ZeroMode {
     }
 }
 
+/// Choosing an image from a catalog, and how registries are reached.
 #[derive(Debug, Args)]
-pub struct FlashArgs {
-    /// SOURCE TARGET, or only TARGET with --catalog/--image. SOURCE is a local file, a block
-    /// device, a FIFO, - for standard input, file://PATH, an http(s):// URL or an oras://
-    /// reference. TARGET is a
-    /// whole block device (e.g. /dev/sdb) or a file path.
-    #[arg(value_name = "SOURCE] [TARGET", num_args = 1..=2, required = true)]
-    pub args: Vec<String>,
-    /// Take the image from this catalog (path or URL); use with --image.
+pub struct ImageSelection {
+    /// Take the image from this catalog (path, URL or oras:// reference); use with --image.
     #[arg(long, value_name = "CATALOG", requires = "image")]
     pub catalog: Option<String>,
-    /// The catalog entry to flash (by name); its sha256 is verified automatically. Without
+    /// The catalog entry to use (by name); its sha256 is verified automatically. Without
     /// --catalog, the local image folder and its catalog.toml are searched.
     #[arg(long, value_name = "NAME")]
     pub image: Option<String>,
@@ -81,6 +76,18 @@ pub struct FlashArgs {
     /// Also from BTY_INSECURE_REGISTRIES (comma-separated).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// SOURCE TARGET, or only TARGET with --catalog/--image. SOURCE is a local file, a block
+    /// device, a FIFO, - for standard input, file://PATH, an http(s):// URL or an oras://
+    /// reference. TARGET is a
+    /// whole block device (e.g. /dev/sdb) or a file path.
+    #[arg(value_name = "SOURCE] [TARGET", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub select: ImageSelection,
     /// Expected sha256 of SOURCE as published (the compressed file), as HEX or sha256:HEX.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
@@ -104,20 +111,8 @@ pub struct InspectArgs {
     /// The image: a local file, a block device, a FIFO, - for standard input, file://PATH, an
     /// http(s):// URL or an oras:// reference. Omit it with --catalog/--image.
     pub source: Option<String>,
-    /// Take the image from this catalog (path or URL); use with --image.
-    #[arg(long, value_name = "CATALOG", requires = "image")]
-    pub catalog: Option<String>,
-    /// The catalog entry to inspect (by name).
-    #[arg(long, value_name = "NAME")]
-    pub image: Option<String>,
-    /// For oras:// image indexes: the platform to pick, as os/arch[/variant] (default: this
-    /// machine's).
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
-    /// Allow plain HTTP to this registry (host[:port]); loopback registries always may.
-    /// Also from BTY_INSECURE_REGISTRIES (comma-separated).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure_registry: Vec<String>,
+    #[command(flatten)]
+    pub select: ImageSelection,
     /// Print one JSON document with "schema_version": 1.
     #[arg(long)]
     pub json: bool,

@@ -14,7 +14,7 @@ use crate::cmd_inspect::report_error;
 use crate::confirm::{self, Confirmation};
 use crate::exit;
 use crate::output::{ProgressView, json_line};
-use crate::pick::{pick, resolve_options};
+use crate::pick::pick;
 use crate::units;
 
 /// A refusal before anything was written: message, exit 2.
@@ -35,7 +35,7 @@ pub fn run(args: FlashArgs) -> u8 {
         Ok(d) => d,
         Err(e) => return refuse(&args, &e.to_string()),
     };
-    let (source_arg, target_path) = match (args.image.is_some(), args.args.as_slice()) {
+    let (source_arg, target_path) = match (args.select.image.is_some(), args.args.as_slice()) {
         (true, [t]) => (None, PathBuf::from(t)),
         (false, [s, t]) => (Some(s.clone()), PathBuf::from(t)),
         (true, _) => return refuse(&args, "with --image, give only the TARGET"),
@@ -43,15 +43,9 @@ pub fn run(args: FlashArgs) -> u8 {
     };
     let label = source_arg
         .clone()
-        .or(args.image.clone())
+        .or(args.select.image.clone())
         .unwrap_or_default();
-    let opts = resolve_options(&args.platform, &args.insecure_registry);
-    let resolved = match pick(
-        source_arg.as_deref(),
-        args.catalog.as_deref(),
-        args.image.as_deref(),
-        &opts,
-    ) {
+    let resolved = match pick(source_arg.as_deref(), &args.select) {
         Ok(r) => r,
         Err(e) => {
             report_error(&label, &e, args.json);

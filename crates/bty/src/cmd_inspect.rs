@@ -11,16 +11,9 @@ pub fn run(args: InspectArgs) -> u8 {
     let label = args
         .source
         .clone()
-        .or(args.image.clone())
+        .or(args.select.image.clone())
         .unwrap_or_default();
-    let opts = crate::pick::resolve_options(&args.platform, &args.insecure_registry);
-    let result = crate::pick::pick(
-        args.source.as_deref(),
-        args.catalog.as_deref(),
-        args.image.as_deref(),
-        &opts,
-    )
-    .and_then(|r| {
+    let result = crate::pick::pick(args.source.as_deref(), &args.select).and_then(|r| {
         let mut info = inspect(r.source.as_ref()).map_err(|e| e.to_string())?;
         info.notes.splice(0..0, r.notes);
         if let Some(d) = r.expected_sha256 {

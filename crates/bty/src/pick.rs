@@ -6,6 +6,8 @@ use bty_source::folder::{self, image_root};
 use bty_source::resolve::{ResolveOptions, Resolved, resolve, resolve_entry};
 use bty_source::{HttpClient, SourceError};
 
+use crate::cli::ImageSelection;
+
 /// The local folder's entries, then the catalog's (when given), de-duplicated.
 pub fn entries(
     catalog_source: Option<&str>,
@@ -22,17 +24,16 @@ pub fn entries(
     Ok(folder::merge(parts))
 }
 
-/// Resolve `source`, or `image` from `catalog` (or the local folder).
-pub fn pick(
-    source: Option<&str>,
-    catalog: Option<&str>,
-    image: Option<&str>,
-    opts: &ResolveOptions,
-) -> Result<Resolved, String> {
+/// Resolve `source`, or the selected catalog entry (from `--catalog`, or the local folder).
+pub fn pick(source: Option<&str>, sel: &ImageSelection) -> Result<Resolved, String> {
     let client = HttpClient::default();
-    match (source, image) {
+    let opts = ResolveOptions {
+        platform: sel.platform.clone(),
+        insecure_registries: sel.insecure_registry.clone(),
+    };
+    match (source, sel.image.as_deref()) {
         (_, Some(name)) => {
-            let list = entries(catalog, true, &client).map_err(|e| e.to_string())?;
+            let list = entries(sel.catalog.as_deref(), true, &client).map_err(|e| e.to_string())?;
             let Some(entry) = list.iter().find(|e| e.name == name) else {
                 let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
                 let known = if names.is_empty() {
@@ -42,17 +43,9 @@ pub fn pick(
                 };
                 return Err(format!("no image named {name:?} (known: {known})"));
             };
-            resolve_entry(entry, &client, opts).map_err(|e| e.to_string())
+            resolve_entry(entry, &client, &opts).map_err(|e| e.to_string())
         }
-        (Some(src), None) => resolve(src, &client, opts).map_err(|e| e.to_string()),
+        (Some(src), None) => resolve(src, &client, &opts).map_err(|e| e.to_string()),
         (None, None) => Err("give a SOURCE, or --image NAME (with --catalog CATALOG)".into()),
-    }
-}
-
-/// Options from the command line.
-pub fn resolve_options(platform: &Option<String>, insecure: &[String]) -> ResolveOptions {
-    ResolveOptions {
-        platform: platform.clone(),
-        insecure_registries: insecure.to_vec(),
     }
 }

@@ -150,34 +150,29 @@ pub fn sh(script: &str) {
     );
 }
 
-/// Compress `input` with a system tool reading stdin and writing stdout (e.g. `zstd -q -c`).
-pub fn compress(tool: &str, input: &Path) -> Vec<u8> {
+/// Run a shell command line and return its standard output; panics with its stderr on failure.
+fn shell_output(script: &str, what: &str) -> Vec<u8> {
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("({tool}) < '{}'", input.display()))
+        .arg(script)
         .output()
-        .expect("run compressor");
+        .expect("run sh");
     assert!(
         out.status.success(),
-        "{tool} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
 }
 
+/// Compress `input` with a system tool reading stdin and writing stdout (e.g. `zstd -q -c`).
+pub fn compress(tool: &str, input: &Path) -> Vec<u8> {
+    shell_output(&format!("({tool}) < '{}'", input.display()), tool)
+}
+
 /// Compress a file by name (so the tool knows its size, as an operator would).
 pub fn compress_file(tool: &str, input: &Path) -> Vec<u8> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{tool} '{}'", input.display()))
-        .output()
-        .expect("run compressor");
-    assert!(
-        out.status.success(),
-        "{tool} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    shell_output(&format!("{tool} '{}'", input.display()), tool)
 }
 
 /// Decompress with the system tool: the reference the flashed bytes must equal.

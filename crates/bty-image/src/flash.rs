@@ -132,9 +132,12 @@ struct Decoded {
 /// Hash thread: the image's tree digest, keeping block digests when verifying.
 fn hash_loop(input: Receiver<Msg>, out: SyncSender<Msg>, keep_blocks: bool) -> Decoded {
     let mut tree = TreeHasher::new(keep_blocks);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     for msg in input {
         match &msg {
-            Msg::Data(buf) => tree.update(buf.as_slice()),
+            Msg::Data(buf) => tree.update_parallel(buf.as_slice(), threads),
             Msg::Zeros(n) => tree.update_zeros(*n),
             Msg::End { .. } => {
                 let (digest, blocks) = tree.finish();

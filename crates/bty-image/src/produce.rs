@@ -96,6 +96,122 @@ impl Producer for StreamProducer {
     }
 }
 
+/// A raw image in a local sparse file: holes (found with `SEEK_DATA`/`SEEK_HOLE`) become zero
+/// extents without being read, as `qemu-img` does; data is read straight into the buffers.
+pub struct SparseFileProducer {
+    file: std::fs::File,
+    len: u64,
+    pos: u64,
+    read_count: Arc<AtomicU64>,
+    hash: Option<sha2::Sha256>,
+    what: String,
+}
+
+impl SparseFileProducer {
+    pub fn open(
+        path: &std::path::Path,
+        len: u64,
+        hash_source: bool,
+        read_count: Arc<AtomicU64>,
+    ) -> Result<Self, FlashFailure> {
+        let what = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| FlashFailure::Io {
+            what: format!("opening {what}"),
+            source: e,
+        })?;
+        use sha2::Digest;
+        Ok(SparseFileProducer {
+            file,
+            len,
+            pos: 0,
+            read_count,
+            hash: hash_source.then(sha2::Sha256::new),
+            what,
+        })
+    }
+
+    /// Where the data region containing or following `pos` starts (`len` when none).
+    fn next_data(&self, pos: u64) -> u64 {
+        match rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(off) => off.min(self.len),
+            // ENXIO: no data after pos. Other errors (no SEEK_DATA support): treat as data.
+            Err(rustix::io::Errno::NXIO) => self.len,
+            Err(_) => pos,
+        }
+    }
+
+    fn next_hole(&self, pos: u64) -> u64 {
+        rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Hole(pos))
+            .map(|h| h.min(self.len))
+            .unwrap_or(self.len)
+    }
+}
+
+impl Producer for SparseFileProducer {
+    fn next(&mut self, buf: &mut AlignedBuf) -> Result<Option<Produced>, FlashFailure> {
+        use sha2::Digest;
+        if self.pos >= self.len {
+            return Ok(None);
+        }
+        let data = self.next_data(self.pos);
+        if data > self.pos {
+            let n = data - self.pos;
+            if let Some(h) = self.hash.as_mut() {
+                let zeros = [0u8; 64 * 1024];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(zeros.len() as u64) as usize;
+                    h.update(&zeros[..k]);
+                    left -= k as u64;
+                }
+            }
+            self.pos = data;
+            self.read_count
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Some(Produced::Zeros(n)));
+        }
+        let hole = self.next_hole(self.pos);
+        let want = (hole - self.pos).min(buf.capacity() as u64) as usize;
+        let want = want.max(1).min((self.len - self.pos) as usize);
+        let dst = &mut buf.as_full_mut()[..want];
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < want {
+            match self.file.read_at(&mut dst[done..], self.pos + done as u64) {
+                Ok(0) => {
+                    return Err(FlashFailure::Io {
+                        what: format!("reading {}", self.what),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the file shrank while being read",
+                        ),
+                    });
+                }
+                Ok(k) => done += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(FlashFailure::Io {
+                        what: format!("reading {}", self.what),
+                        source: e,
+                    });
+                }
+            }
+        }
+        if let Some(h) = self.hash.as_mut() {
+            h.update(&dst[..want]);
+        }
+        buf.set_len(want);
+        self.pos += want as u64;
+        self.read_count
+            .fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(Produced::Data))
+    }
+
+    fn source_digest(&mut self) -> Result<Option<Sha256Digest>, FlashFailure> {
+        Ok(self.hash.take().map(Sha256Digest::from_hasher))
+    }
+}
+
 /// The producer for an image: the qcow2 reader or the decoder stream.
 pub fn open_producer(
     source: Arc<dyn ImageSource>,
@@ -110,6 +226,23 @@ pub fn open_producer(
             hash_source,
             read_count,
         )?)),
+        Layer::Raw if info.compression.is_empty() => match (source.local_file(), source.size()) {
+            (Some(path), Some(len)) => {
+                let path = path.to_path_buf();
+                Ok(Box::new(SparseFileProducer::open(
+                    &path,
+                    len,
+                    hash_source,
+                    read_count,
+                )?))
+            }
+            _ => Ok(Box::new(StreamProducer::open(
+                source,
+                info,
+                hash_source,
+                read_count,
+            )?)),
+        },
         _ => Ok(Box::new(StreamProducer::open(
             source,
             info,

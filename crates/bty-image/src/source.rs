@@ -58,6 +58,10 @@ pub trait ImageSource: Send + Sync {
     fn cheap_random_access(&self) -> bool {
         true
     }
+    /// The path of a local regular file, whose holes can be found without reading them.
+    fn local_file(&self) -> Option<&Path> {
+        None
+    }
     /// Device and inode of a local source, to refuse flashing a file onto itself.
     fn identity(&self) -> Option<(u64, u64)> {
         None
@@ -71,6 +75,7 @@ pub struct FileSource {
     file: File,
     size: u64,
     identity: (u64, u64),
+    regular: bool,
 }
 
 impl FileSource {
@@ -90,6 +95,7 @@ impl FileSource {
         if meta.is_dir() {
             return Err(ImageError::IsDirectory(path.to_path_buf()));
         }
+        let regular = meta.is_file();
         let (size, identity) = if meta.file_type().is_block_device() {
             let size = bty_disk::ioctl::size_bytes(&file).map_err(io_err)?;
             (size, (u64::MAX, meta.rdev()))
@@ -101,6 +107,7 @@ impl FileSource {
             file,
             size,
             identity,
+            regular,
         })
     }
 
@@ -136,6 +143,10 @@ impl ImageSource for FileSource {
 
     fn identity(&self) -> Option<(u64, u64)> {
         Some(self.identity)
+    }
+
+    fn local_file(&self) -> Option<&Path> {
+        self.regular.then_some(self.path.as_path())
     }
 }
 

@@ -372,3 +372,39 @@ fn the_reported_digest_matches_the_documented_definition() {
         String::from_utf8_lossy(&py.stdout).trim()
     );
 }
+
+#[test]
+fn holes_in_a_sparse_raw_file_are_not_read_but_still_verified() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("sparse.raw");
+    let f = std::fs::File::create(&raw).unwrap();
+    f.set_len(40 * MIB as u64).unwrap();
+    let a = random_bytes(MIB, 1);
+    let b = random_bytes(3 * MIB + 17, 2);
+    f.write_all_at(&a, 0).unwrap();
+    f.write_all_at(&b, 20 * MIB as u64).unwrap();
+    drop(f);
+    let image = std::fs::read(&raw).unwrap();
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(&image));
+    let dev = LoopDev::new(48 * MIB, 3);
+    let run = bty([
+        "flash".as_ref(),
+        raw.as_os_str(),
+        dev.path.as_os_str(),
+        "--yes".as_ref(),
+        "--json".as_ref(),
+        "--verify".as_ref(),
+        "--sha256".as_ref(),
+        sha.as_ref(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let flash = &run.last_json()["flash"];
+    assert_eq!(flash["source_sha256"], sha, "holes are hashed as zeros");
+    assert!(
+        flash["zeroed_bytes"].as_u64().unwrap() >= 35 * MIB as u64,
+        "{flash}"
+    );
+    assert_same(&dev.read(0, image.len()), &image, "sparse raw file");
+}

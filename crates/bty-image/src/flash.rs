@@ -129,12 +129,15 @@ struct Decoded {
     blocks: Vec<[u8; 32]>,
 }
 
-/// Hash thread: the image's tree digest, keeping block digests when verifying.
-fn hash_loop(input: Receiver<Msg>, out: SyncSender<Msg>, keep_blocks: bool) -> Decoded {
+/// Hash thread: the image's tree digest, keeping block digests when verifying; `threads` is
+/// how many cores may hash leaves at once.
+fn hash_loop(
+    input: Receiver<Msg>,
+    out: SyncSender<Msg>,
+    keep_blocks: bool,
+    threads: usize,
+) -> Decoded {
     let mut tree = TreeHasher::new(keep_blocks);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
     for msg in input {
         match &msg {
             Msg::Data(buf) => tree.update_parallel(buf.as_slice(), threads),
@@ -233,9 +236,18 @@ pub fn flash(
             .map_err(|e| fail(spawn_failed(e)))?;
     }
     let keep_blocks = opts.verify;
+    // Raw and qcow2 sources cost little to produce, so hashing is what limits them: let it use
+    // every core. A decompressor already keeps one core busy; hashing then stays on one.
+    let hash_threads = if info.compression.is_empty() {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+    } else {
+        1
+    };
     let hasher = std::thread::Builder::new()
         .name("bty-hash".into())
-        .spawn(move || hash_loop(dec_rx, hash_tx, keep_blocks))
+        .spawn(move || hash_loop(dec_rx, hash_tx, keep_blocks, hash_threads))
         .map_err(|e| fail(spawn_failed(e)))?;
     let write_result = (|| -> Result<Option<Sha256Digest>, FlashFailure> {
         loop {

@@ -236,15 +236,12 @@ pub fn flash(
             .map_err(|e| fail(spawn_failed(e)))?;
     }
     let keep_blocks = opts.verify;
-    // Raw and qcow2 sources cost little to produce, so hashing is what limits them: let it use
-    // every core. A decompressor already keeps one core busy; hashing then stays on one.
-    let hash_threads = if info.compression.is_empty() {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4)
-    } else {
-        1
-    };
+    // Leaves are hashed on every core: for cheap sources (raw, qcow2) hashing is otherwise the
+    // limit; with a decompressor busy on one core the scheduler shares (measured onto tmpfs:
+    // no difference for zstd images either way).
+    let hash_threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     let hasher = std::thread::Builder::new()
         .name("bty-hash".into())
         .spawn(move || hash_loop(dec_rx, hash_tx, keep_blocks, hash_threads))

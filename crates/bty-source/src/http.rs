@@ -210,6 +210,31 @@ impl HttpClient {
         }
     }
 
+    /// POST a form and read a small answer (an OAuth2 token), capped at `limit` bytes.
+    pub fn post_form_small(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        limit: u64,
+    ) -> Result<(ureq::http::response::Parts, Vec<u8>), SourceError> {
+        let resp = self
+            .agent
+            .post(url)
+            .send_form(form.iter().copied())
+            .map_err(|e| map_err(url, e))?;
+        let (parts, body) = resp.into_parts();
+        let mut data = Vec::new();
+        body.into_with_config()
+            .reader()
+            .take(limit)
+            .read_to_end(&mut data)
+            .map_err(|e| SourceError::Io {
+                what: format!("reading {url}"),
+                source: e,
+            })?;
+        Ok((parts, data))
+    }
+
     fn sleep_for(&self, attempt: u32) {
         let factor = 1u32 << attempt.min(5).saturating_sub(1);
         std::thread::sleep(self.backoff * factor);

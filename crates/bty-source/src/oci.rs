@@ -264,20 +264,27 @@ impl OciClient {
         if let Some(service) = get("service") {
             url.push_str(&format!("&service={}", urlencode(&service)));
         }
-        let mut headers = Vec::new();
-        match &creds {
-            Some(Credentials::Basic { user, password }) => {
-                headers.push(("Authorization".to_string(), basic(user, password)))
-            }
+        let (parts, body) = match &creds {
+            // An identity token (from `docker login` with some registries) is an OAuth2 refresh
+            // token: exchanged by POST, as the distribution token spec describes.
             Some(Credentials::IdentityToken(t)) => {
-                url.push_str(&format!(
-                    "&grant_type=refresh_token&refresh_token={}",
-                    urlencode(t)
-                ));
+                let service = get("service").unwrap_or_default();
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", t.as_str()),
+                    ("service", service.as_str()),
+                    ("scope", scope.as_str()),
+                    ("client_id", "bty"),
+                ];
+                self.http.post_form_small(&realm, &form, 1 << 20)?
             }
-            None => {}
-        }
-        let (parts, body) = self.http.get_small(&url, &headers, 1 << 20)?;
+            Some(Credentials::Basic { user, password }) => self.http.get_small(
+                &url,
+                &[("Authorization".to_string(), basic(user, password))],
+                1 << 20,
+            )?,
+            None => self.http.get_small(&url, &[], 1 << 20)?,
+        };
         match parts.status.as_u16() {
             200 => {}
             401 | 403 => {

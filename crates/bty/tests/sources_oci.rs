@@ -261,6 +261,30 @@ fn the_token_flow_works_anonymously_and_with_credentials() {
     );
     assert_eq!(run.code, 0, "environment credentials: {}", run.stderr);
     assert!(!run.stderr.contains("s3cret"));
+
+    // An identity token in the Docker config is exchanged by the OAuth2 refresh-token grant.
+    let oauth = TokenProxy::start_oauth(reg.port, "refresh-42");
+    let url = format!("oras://127.0.0.1:{}/team/disk:v2", oauth.port);
+    let docker2 = dir.path().join("docker2");
+    std::fs::create_dir_all(&docker2).unwrap();
+    std::fs::write(
+        docker2.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"127.0.0.1:{}\":{{\"auth\":\"\",\"identitytoken\":\"refresh-42\"}}}}}}",
+            oauth.port
+        ),
+    )
+    .unwrap();
+    let run = bty_env(
+        &["flash", &url, out.to_str().unwrap(), "--yes"],
+        &[("DOCKER_CONFIG", docker2.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 0, "identity token: {}", run.stderr);
+    let run = bty_env(
+        &["flash", &url, out.to_str().unwrap(), "--yes"],
+        &[("DOCKER_CONFIG", "/nonexistent")],
+    );
+    assert_eq!(run.code, 2, "without the identity token: {}", run.stderr);
 }
 
 #[test]

@@ -177,16 +177,27 @@ pub struct TokenProxy {
 pub const TOKEN: &str = "test-token-7f3a";
 
 impl TokenProxy {
+    /// A front end whose token endpoint takes only an OAuth2 refresh token (`POST /token`,
+    /// `grant_type=refresh_token`), as registries do for Docker identity tokens.
+    pub fn start_oauth(upstream: u16, refresh_token: &str) -> TokenProxy {
+        Self::start_with(upstream, Some(format!("refresh:{refresh_token}")))
+    }
+
     pub fn start(upstream: u16, basic: Option<(&str, &str)>) -> TokenProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let expected_basic = basic.map(|(u, p)| {
+        let expected = basic.map(|(u, p)| {
             use base64::Engine;
             format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
             )
         });
+        Self::start_with(upstream, expected)
+    }
+
+    fn start_with(upstream: u16, expected: Option<String>) -> TokenProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let expected_basic = expected;
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let expected_basic = expected_basic.clone();
@@ -229,9 +240,25 @@ fn handle(
     };
     let mut out = stream;
     if target.starts_with("/token") {
-        if let Some(want) = &basic
-            && get("authorization").as_deref() != Some(want)
-        {
+        let granted = match basic.as_deref().map(|b| (b, b.strip_prefix("refresh:"))) {
+            None => true,
+            // OAuth2: POST with a form carrying the refresh token.
+            Some((_, Some(refresh))) => {
+                let len: usize = get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let mut form = vec![0u8; len];
+                std::io::Read::read_exact(&mut reader, &mut form)?;
+                let form = String::from_utf8_lossy(&form).to_string();
+                method == "POST"
+                    && form.split('&').any(|kv| kv == "grant_type=refresh_token")
+                    && form
+                        .split('&')
+                        .any(|kv| kv == format!("refresh_token={refresh}"))
+            }
+            Some((want, None)) => get("authorization").as_deref() == Some(want),
+        };
+        if !granted {
             return out.write_all(
                 b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );

@@ -151,6 +151,9 @@ impl HttpClient {
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
             .max_redirects(10)
+            // Credentials follow a redirect only to the same host over https (a registry's blob
+            // redirect to a CDN must not carry the registry token).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .build()
             .into();
         HttpClient { agent, backoff }

@@ -49,6 +49,8 @@ fn a_stream_survives_dropped_connections_bit_identically() {
             ..Faults::default()
         },
     );
+    // Redirects are followed (the probe, the sniff and the stream all go through it).
+    server.redirect("/latest.zst", "/img.zst");
     for path in ["/img.zst", "/img.raw"] {
         let out = dir.path().join("out.img");
         let run = flash_url(&server.url(path), &out, &[]);
@@ -60,6 +62,10 @@ fn a_stream_survives_dropped_connections_bit_identically() {
         );
         assert_same(&std::fs::read(&out).unwrap(), &img, path);
     }
+    let out = dir.path().join("out.img");
+    let run = flash_url(&server.url("/latest.zst"), &out, &[]);
+    assert_eq!(run.code, 0, "through a redirect: {}", run.stderr);
+    assert_same(&std::fs::read(&out).unwrap(), &img, "redirected");
 }
 
 #[test]

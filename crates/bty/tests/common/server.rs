@@ -32,6 +32,7 @@ struct Object {
 pub struct TestServer {
     pub port: u16,
     objects: Arc<Mutex<HashMap<String, Object>>>,
+    redirects: Arc<Mutex<HashMap<String, String>>>,
     requests: Arc<AtomicUsize>,
 }
 
@@ -42,6 +43,7 @@ impl TestServer {
         let server = TestServer {
             port,
             objects: Default::default(),
+            redirects: Default::default(),
             requests: Default::default(),
         };
         let s = server.clone();
@@ -73,6 +75,14 @@ impl TestServer {
         );
     }
 
+    /// Answer requests for `from` with a 302 to `to`.
+    pub fn redirect(&self, from: &str, to: &str) {
+        self.redirects
+            .lock()
+            .unwrap()
+            .insert(from.to_string(), to.to_string());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -100,6 +110,12 @@ impl TestServer {
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
         let mut out = stream;
+        if let Some(to) = self.redirects.lock().unwrap().get(&path).cloned() {
+            let msg = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return out.write_all(msg.as_bytes());
+        }
         let (body, etag, faults, cut) = {
             let mut objects = self.objects.lock().unwrap();
             let Some(obj) = objects.get_mut(&path) else {

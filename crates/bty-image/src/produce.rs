@@ -212,42 +212,37 @@ impl Producer for SparseFileProducer {
     }
 }
 
-/// The producer for an image: the qcow2 reader or the decoder stream.
+/// The producer for an image: the qcow2 reader, a sparse local raw file, or the decoder stream.
 pub fn open_producer(
     source: Arc<dyn ImageSource>,
     info: &ImageInfo,
     hash_source: bool,
     read_count: Arc<AtomicU64>,
 ) -> Result<Box<dyn Producer>, FlashFailure> {
-    match info.payload {
-        Layer::Qcow2 => Ok(Box::new(crate::qcow2::Qcow2Producer::open(
+    if info.payload == Layer::Qcow2 {
+        let map = info.qcow2_map.clone();
+        return Ok(Box::new(crate::qcow2::Qcow2Producer::open(
             source,
-            info.qcow2_map.clone(),
+            map,
             hash_source,
             read_count,
-        )?)),
-        Layer::Raw if info.compression.is_empty() => match (source.local_file(), source.size()) {
-            (Some(path), Some(len)) => {
-                let path = path.to_path_buf();
-                Ok(Box::new(SparseFileProducer::open(
-                    &path,
-                    len,
-                    hash_source,
-                    read_count,
-                )?))
-            }
-            _ => Ok(Box::new(StreamProducer::open(
-                source,
-                info,
-                hash_source,
-                read_count,
-            )?)),
-        },
-        _ => Ok(Box::new(StreamProducer::open(
-            source,
-            info,
-            hash_source,
-            read_count,
-        )?)),
+        )?));
     }
+    if info.compression.is_empty()
+        && let (Some(path), Some(len)) = (source.local_file(), source.size())
+    {
+        let path = path.to_path_buf();
+        return Ok(Box::new(SparseFileProducer::open(
+            &path,
+            len,
+            hash_source,
+            read_count,
+        )?));
+    }
+    Ok(Box::new(StreamProducer::open(
+        source,
+        info,
+        hash_source,
+        read_count,
+    )?))
 }

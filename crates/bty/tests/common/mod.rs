@@ -138,16 +138,7 @@ pub fn sample_image(len: usize, seed: u64) -> Vec<u8> {
 
 /// Run a shell pipeline; panics with its stderr on failure.
 pub fn sh(script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shell_output(script, &format!("`{script}`"));
 }
 
 /// Run a shell command line and return its standard output; panics with its stderr on failure.

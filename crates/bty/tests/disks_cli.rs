@@ -105,12 +105,7 @@ fn a_mounted_loop_device_is_listed_unsafe_and_cannot_be_flashed() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("img.raw");
     write(&src, &sample_image(MIB, 94));
-    let flash = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let flash = flash_yes(&src, &dev.path, &[]);
     let _ = Command::new("umount").arg(mnt.path()).status();
     assert!(
         after["unsafe_reasons"]

@@ -16,14 +16,7 @@ fn flash_checked(dir: &Path, source: &Path, extra: &[&str], what: &str) -> Run {
     let target = dir.join("target.img");
     let before = random_bytes(TARGET_LEN, 4242);
     write(&target, &before);
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "flash".as_ref(),
-        source.as_os_str(),
-        target.as_os_str(),
-        "--yes".as_ref(),
-    ];
-    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
-    let run = bty(&args);
+    let run = flash_yes(source, &target, extra);
     assert!(
         !run.stderr.contains("panicked"),
         "{what}: panic: {}",
@@ -150,14 +143,7 @@ fn wrong_sha256_fails_and_wipes_right_one_passes() {
     use sha2::Digest;
     let right = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
     let target = dir.path().join("ok.img");
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        target.as_os_str(),
-        "--yes".as_ref(),
-        "--sha256".as_ref(),
-        right.as_ref(),
-    ]);
+    let run = flash_yes(&src, &target, &["--sha256", &right]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("matches --sha256"), "{}", run.stdout);
 
@@ -176,15 +162,15 @@ fn wrong_sha256_on_a_loop_device_wipes_first_and_last_mib() {
     let src = dir.path().join("img.zst");
     write(&src, &packaged(dir.path(), "zstd -q -c", "zstd"));
     let dev = LoopDev::new(10 * MIB, 31);
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-        "--sha256".as_ref(),
-        "1111111111111111111111111111111111111111111111111111111111111111".as_ref(),
-    ]);
+    let run = flash_yes(
+        &src,
+        &dev.path,
+        &[
+            "--json",
+            "--sha256",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+        ],
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
     let err = run.last_json();
     assert_eq!(err["type"], "error");
@@ -250,12 +236,7 @@ fn a_refused_flash_does_not_create_the_target_file() {
     let src = dir.path().join("empty.img");
     write(&src, b"");
     let target = dir.path().join("new.img");
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        target.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&src, &target, &[]);
     assert_eq!(run.code, 2);
     assert!(
         !target.exists(),

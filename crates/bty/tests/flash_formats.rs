@@ -153,13 +153,7 @@ fn every_format_round_trips_onto_a_prefilled_file() {
         let target = dir.path().join("target.img");
         // Longer than the image and full of random bytes: the result must be exactly the image.
         write(&target, &random_bytes(IMAGE_LEN + 3 * MIB, 99));
-        let run = bty([
-            "flash".as_ref(),
-            packaged.as_os_str(),
-            target.as_os_str(),
-            "--yes".as_ref(),
-            "--json".as_ref(),
-        ]);
+        let run = flash_yes(&packaged, &target, &["--json"]);
         assert_eq!(run.code, 0, "{name}: {}\n{}", run.stderr, run.stdout);
         let result = run.last_json();
         assert_eq!(result["type"], "result", "{name}");
@@ -181,13 +175,7 @@ fn every_format_round_trips_onto_a_prefilled_loop_device() {
         build_all(dir.path(), IMAGE_LEN, 2).into_iter().enumerate()
     {
         dev.refill(100 + i as u64);
-        let run = bty([
-            "flash".as_ref(),
-            packaged.as_os_str(),
-            dev.path.as_os_str(),
-            "--yes".as_ref(),
-            "--verify".as_ref(),
-        ]);
+        let run = flash_yes(&packaged, &dev.path, &["--verify"]);
         assert_eq!(run.code, 0, "{name}: {}\n{}", run.stderr, run.stdout);
         assert!(run.stdout.contains("verified"), "{name}: {}", run.stdout);
         assert_same(&dev.read(0, reference.len()), &reference, name);
@@ -205,13 +193,7 @@ fn zero_runs_are_not_written_but_read_as_zero() {
     let zst = dir.path().join("sparse.zst");
     write(&zst, &compress_file("zstd -q -c", &raw));
     let dev = LoopDev::new(16 * MIB, 8);
-    let run = bty([
-        "flash".as_ref(),
-        zst.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-    ]);
+    let run = flash_yes(&zst, &dev.path, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flash = &run.last_json()["flash"];
     assert_eq!(
@@ -228,12 +210,7 @@ fn zero_runs_are_not_written_but_read_as_zero() {
 
     // Onto a file, zero runs are holes: far fewer blocks allocated than the image's length.
     let file = dir.path().join("sparse.out");
-    let run = bty([
-        "flash".as_ref(),
-        zst.as_os_str(),
-        file.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&zst, &file, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&file).unwrap();
@@ -259,15 +236,7 @@ fn zeroes_write_writes_everything_and_skip_leaves_old_bytes() {
     write(&raw, &img);
     let dev = LoopDev::new(12 * MIB, 12);
 
-    let run = bty([
-        "flash".as_ref(),
-        raw.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-        "--zeroes".as_ref(),
-        "write".as_ref(),
-    ]);
+    let run = flash_yes(&raw, &dev.path, &["--json", "--zeroes", "write"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.last_json()["flash"]["data_bytes"], img.len() as u64);
     assert_eq!(run.last_json()["flash"]["zeroed_bytes"], 0);
@@ -275,15 +244,7 @@ fn zeroes_write_writes_everything_and_skip_leaves_old_bytes() {
 
     dev.refill(13);
     let before = dev.read(0, img.len());
-    let run = bty([
-        "flash".as_ref(),
-        raw.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--zeroes".as_ref(),
-        "skip".as_ref(),
-        "--verify".as_ref(),
-    ]);
+    let run = flash_yes(&raw, &dev.path, &["--zeroes", "skip", "--verify"]);
     assert_eq!(
         run.code, 0,
         "skip + verify compares only non-zero ranges: {}",
@@ -346,13 +307,7 @@ fn the_reported_digest_matches_the_documented_definition() {
     let zst = dir.path().join("img.zst");
     write(&zst, &compress_file("zstd -q -c", &raw));
     let out = dir.path().join("out.img");
-    let run = bty([
-        "flash".as_ref(),
-        zst.as_os_str(),
-        out.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-    ]);
+    let run = flash_yes(&zst, &out, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flash = &run.last_json()["flash"];
     assert_eq!(flash["image_digest_algorithm"], "sha256-tree-v1");
@@ -389,16 +344,7 @@ fn holes_in_a_sparse_raw_file_are_not_read_but_still_verified() {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(&image));
     let dev = LoopDev::new(48 * MIB, 3);
-    let run = bty([
-        "flash".as_ref(),
-        raw.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-        "--verify".as_ref(),
-        "--sha256".as_ref(),
-        sha.as_ref(),
-    ]);
+    let run = flash_yes(&raw, &dev.path, &["--json", "--verify", "--sha256", &sha]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flash = &run.last_json()["flash"];
     assert_eq!(flash["source_sha256"], sha, "holes are hashed as zeros");

@@ -22,12 +22,7 @@ fn a_mounted_loop_device_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("img.raw");
     write(&src, &sample_image(4 * MIB, 2));
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&src, &dev.path, &[]);
     // Read before unmounting: unmounting rewrites the ext4 superblock itself.
     let after = dev.read(0, 2 * MIB);
     let _ = Command::new("umount").arg(mnt.path()).status();
@@ -51,12 +46,7 @@ fn a_target_too_small_for_a_known_size_is_refused_before_writing() {
     let zst = dir.path().join("img.zst");
     write(&zst, &compress_file("zstd -q -c", &raw));
     for src in [&raw, &zst] {
-        let run = bty([
-            "flash".as_ref(),
-            src.as_os_str(),
-            dev.path.as_os_str(),
-            "--yes".as_ref(),
-        ]);
+        let run = flash_yes(src, &dev.path, &[]);
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert!(run.stderr.contains("does not fit"), "{}", run.stderr);
         assert_same(&dev.read(0, 4 * MIB), &before, "too-small target untouched");
@@ -71,12 +61,7 @@ fn an_image_of_unknown_size_stops_at_the_end_of_the_target() {
     write(&raw, &sample_image(6 * MIB, 6));
     let bz = dir.path().join("img.bz2");
     write(&bz, &compress_file("bzip2 -c", &raw));
-    let run = bty([
-        "flash".as_ref(),
-        bz.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&bz, &dev.path, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("past the end of the target"),
@@ -96,12 +81,7 @@ fn a_read_only_device_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("img.raw");
     write(&src, &sample_image(MIB, 8));
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&src, &dev.path, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("read-only"), "{}", run.stderr);
 }
@@ -139,12 +119,7 @@ fn a_file_cannot_be_flashed_onto_itself() {
     let src = dir.path().join("img.raw");
     let img = sample_image(2 * MIB, 11);
     write(&src, &img);
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        src.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&src, &src, &[]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("same file"), "{}", run.stderr);
     assert_eq!(std::fs::read(&src).unwrap(), img);

@@ -114,13 +114,7 @@ fn every_qcow2_variant_equals_qemu_img_convert_on_files() {
     for (name, q, reference) in corpus(dir.path()) {
         let target = dir.path().join("out.img");
         write(&target, &random_bytes(reference.len() + MIB, 3));
-        let run = bty([
-            "flash".as_ref(),
-            q.as_os_str(),
-            target.as_os_str(),
-            "--yes".as_ref(),
-            "--verify".as_ref(),
-        ]);
+        let run = flash_yes(&q, &target, &["--verify"]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
         assert_same(&std::fs::read(&target).unwrap(), &reference, name);
     }
@@ -132,13 +126,7 @@ fn every_qcow2_variant_equals_qemu_img_convert_on_loop_devices() {
     let dev = LoopDev::new(16 * MIB, 4);
     for (i, (name, q, reference)) in corpus(dir.path()).into_iter().enumerate() {
         dev.refill(50 + i as u64);
-        let run = bty([
-            "flash".as_ref(),
-            q.as_os_str(),
-            dev.path.as_os_str(),
-            "--yes".as_ref(),
-            "--json".as_ref(),
-        ]);
+        let run = flash_yes(&q, &dev.path, &["--json"]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
         assert_same(&dev.read(0, reference.len()), &reference, name);
     }
@@ -164,13 +152,7 @@ fn write_cost_follows_the_data_and_inspect_shows_the_details() {
     assert_eq!(doc["qcow2"]["compression_type"], "zlib");
 
     let dev = LoopDev::new(80 * MIB, 9);
-    let run = bty([
-        "flash".as_ref(),
-        q.as_os_str(),
-        dev.path.as_os_str(),
-        "--yes".as_ref(),
-        "--json".as_ref(),
-    ]);
+    let run = flash_yes(&q, &dev.path, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let flash = &run.last_json()["flash"];
     // The held-back first MiB is always written; the rest of the writes follow the data.
@@ -197,25 +179,11 @@ fn sha256_of_a_qcow2_file_is_checked_in_file_order() {
     use sha2::Digest;
     let right = hex::encode(sha2::Sha256::digest(std::fs::read(&q).unwrap()));
     let out = dir.path().join("out.img");
-    let run = bty([
-        "flash".as_ref(),
-        q.as_os_str(),
-        out.as_os_str(),
-        "--yes".as_ref(),
-        "--sha256".as_ref(),
-        right.as_ref(),
-    ]);
+    let run = flash_yes(&q, &out, &["--sha256", &right]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let wrong = "ab".repeat(32);
     write(&out, &random_bytes(12 * MIB, 1));
-    let run = bty([
-        "flash".as_ref(),
-        q.as_os_str(),
-        out.as_os_str(),
-        "--yes".as_ref(),
-        "--sha256".as_ref(),
-        wrong.as_ref(),
-    ]);
+    let run = flash_yes(&q, &out, &["--sha256", &wrong]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("sha256 mismatch"), "{}", run.stderr);
     assert!(

@@ -52,12 +52,7 @@ fn check(dir: &Path, data: &[u8], what: &str, expect: &str) -> Run {
     let target = dir.join("target.img");
     let before = random_bytes(9 * MIB, 5);
     write(&target, &before);
-    let run = bty([
-        "flash".as_ref(),
-        src.as_os_str(),
-        target.as_os_str(),
-        "--yes".as_ref(),
-    ]);
+    let run = flash_yes(&src, &target, &[]);
     assert!(!run.stderr.contains("panicked"), "{what}: {}", run.stderr);
     let after = std::fs::read(&target).unwrap();
     match run.code {

@@ -65,6 +65,18 @@ where
     Run::from(out)
 }
 
+/// `bty flash SOURCE TARGET --yes EXTRA…`, stdin closed.
+pub fn flash_yes(source: &Path, target: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "flash".as_ref(),
+        source.as_os_str(),
+        target.as_os_str(),
+        "--yes".as_ref(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    bty(args)
+}
+
 /// A deterministic pseudo-random generator (xorshift64*), so images are reproducible.
 pub struct Rng(u64);
 

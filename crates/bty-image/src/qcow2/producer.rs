@@ -91,8 +91,13 @@ impl Qcow2Producer {
         }
     }
 
-    /// The stored bytes of a compressed cluster, through the read-ahead window.
-    fn compressed_bytes(&mut self, host: u64, stored: u64) -> Result<&[u8], FlashFailure> {
+    /// Where the stored bytes of a compressed cluster are in the read-ahead window (read first
+    /// when not there yet).
+    fn compressed_range(
+        &mut self,
+        host: u64,
+        stored: u64,
+    ) -> Result<std::ops::Range<usize>, FlashFailure> {
         let end = host + stored;
         let cached =
             host >= self.window_start && end <= self.window_start + self.window.len() as u64;
@@ -105,7 +110,7 @@ impl Qcow2Producer {
             self.window_start = host;
         }
         let s = (host - self.window_start) as usize;
-        Ok(&self.window[s..s + stored as usize])
+        Ok(s..s + stored as usize)
     }
 
     /// Decompress the cluster at `host` into `self.cluster`; at least `need` bytes must result.
@@ -117,7 +122,8 @@ impl Qcow2Producer {
         need: u64,
     ) -> Result<(), FlashFailure> {
         let compression = self.map.header.compression;
-        let input = self.compressed_bytes(host, stored)?.to_vec();
+        let range = self.compressed_range(host, stored)?;
+        let input = &self.window[range];
         let bad = |detail: String| {
             FlashFailure::Image(invalid(format!(
                 "the compressed cluster for guest offset {guest:#x} (at {host:#x}) does not decompress: {detail}"
@@ -127,12 +133,12 @@ impl Qcow2Producer {
             ClusterCompression::Deflate => {
                 self.deflate.reset(false);
                 self.deflate
-                    .decompress(&input, &mut self.cluster, flate2::FlushDecompress::Finish)
+                    .decompress(input, &mut self.cluster, flate2::FlushDecompress::Finish)
                     .map_err(|e| bad(e.to_string()))?;
                 self.deflate.total_out()
             }
             ClusterCompression::Zstd => {
-                let frame = zstd::zstd_safe::find_frame_compressed_size(&input)
+                let frame = zstd::zstd_safe::find_frame_compressed_size(input)
                     .map_err(|code| bad(zstd::zstd_safe::get_error_name(code).to_string()))?;
                 let z = self
                     .zstd

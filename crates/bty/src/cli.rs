@@ -13,6 +13,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Wizard: start at the image list with this catalog (a path, an http(s) URL, an oras://
+    /// reference, or a bty-web's /catalog.toml).
+    #[arg(long, value_name = "SOURCE", conflicts_with = "server")]
+    pub catalog: Option<String>,
+    /// Wizard: start at the image list with this bty-web server's catalog (a bare host gets
+    /// http://). With --mac: server-driven mode.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Server-driven mode: this machine's MAC address, as the server knows it (needs --server).
+    #[arg(long, value_name = "MAC", requires = "server")]
+    pub mac: Option<String>,
+    /// Wizard: also list the disks hidden by default (loop devices, zram, optical, ...), still
+    /// under every safety check.
+    #[arg(long)]
+    pub all_disks: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +165,15 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn wizard_flags_parse() {
+        let cli = Cli::try_parse_from(["bty", "--catalog", "c.toml", "--all-disks"]).unwrap();
+        assert!(cli.command.is_none() && cli.all_disks);
+        assert_eq!(cli.catalog.as_deref(), Some("c.toml"));
+        assert!(Cli::try_parse_from(["bty", "--mac", "aa:bb"]).is_err());
+        assert!(Cli::try_parse_from(["bty", "--server", "s", "--mac", "aa:bb"]).is_ok());
     }
 
     #[test]

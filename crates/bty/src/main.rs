@@ -10,6 +10,7 @@ mod confirm;
 mod output;
 mod pick;
 mod units;
+mod wizard;
 
 use std::process::ExitCode;
 
@@ -45,13 +46,18 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => cmd_inspect::run(args),
         Some(Command::Catalog(args)) => cmd_catalog::run(args),
         Some(Command::Disks(args)) => cmd_disks::run(args),
-        None => {
+        None if cli.mac.is_some() => {
             eprintln!(
-                "bty {}: the interactive wizard is not built yet; use `bty flash` or `bty inspect` (see `bty --help`)",
-                env!("CARGO_PKG_VERSION")
+                "bty: server-driven mode (--server with --mac) is not available in this build yet; without --mac, --server opens the wizard on the server's catalog"
             );
             exit::REFUSED
         }
+        None => wizard::run(wizard::WizardArgs {
+            catalog: cli.catalog,
+            server: cli.server,
+            all_disks: cli.all_disks,
+            insecure_registries: Vec::new(),
+        }),
     };
     ExitCode::from(code)
 }

@@ -19,6 +19,9 @@ pub struct Faults {
     pub change_on_resume: Option<Vec<u8>>,
     /// Ignore Range headers (always 200 with the whole body).
     pub no_ranges: bool,
+    /// Send the body only up to this offset of the object, then hold the connection open
+    /// without sending more (a stalled download); `stalled()` tells when it happened.
+    pub stall_at: Option<usize>,
 }
 
 struct Object {
@@ -34,6 +37,7 @@ pub struct TestServer {
     objects: Arc<Mutex<HashMap<String, Object>>>,
     redirects: Arc<Mutex<HashMap<String, String>>>,
     requests: Arc<AtomicUsize>,
+    stalls: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -45,6 +49,7 @@ impl TestServer {
             objects: Default::default(),
             redirects: Default::default(),
             requests: Default::default(),
+            stalls: Default::default(),
         };
         let s = server.clone();
         std::thread::spawn(move || {
@@ -89,6 +94,11 @@ impl TestServer {
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many responses have stalled (see `Faults::stall_at`).
+    pub fn stalled(&self) -> usize {
+        self.stalls.load(Ordering::SeqCst)
     }
 
     fn handle(&self, stream: TcpStream) -> std::io::Result<()> {
@@ -161,6 +171,7 @@ impl TestServer {
                 range = Some((start, end.min(total - 1)));
             }
         }
+        let start = range.map_or(0, |(s, _)| s);
         let (status, slice, extra) = match range {
             Some((s, e)) => (
                 "206 Partial Content",
@@ -185,6 +196,17 @@ impl TestServer {
             out.write_all(&slice[..faults.drop_after])?;
             // Drop the connection mid-body.
             return out.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(at) = faults.stall_at
+            && start < at
+            && start + slice.len() > at
+        {
+            out.write_all(&slice[..at - start])?;
+            out.flush()?;
+            self.stalls.fetch_add(1, Ordering::SeqCst);
+            // Hold the connection open, sending nothing, for as long as a test runs.
+            std::thread::sleep(std::time::Duration::from_secs(300));
+            return Ok(());
         }
         out.write_all(slice)
     }

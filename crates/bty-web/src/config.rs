@@ -1,0 +1,398 @@
+//! Configuration: built-in defaults, then TOML files (later files win), then per-key
+//! environment variables `BTY_<SECTION>_<KEY>` (empty values ignored). Every effective value
+//! remembers where it came from, for `bty-web show-config`.
+//!
+//! Files, when `--config` is not given: `/etc/bty/conf.d/*.toml` (sorted), `/etc/bty/bty.toml`,
+//! `$BTY_CONFIG_DIR/*.toml`, `$BTY_CONFIG_FILE`, `<state_dir>/bty.toml`. Missing files are
+//! skipped; a file that does not parse stops the start. Unknown keys are warned about.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// A key: section, name, default, and whether its value is a secret.
+struct KeyDef {
+    section: &'static str,
+    key: &'static str,
+    default: &'static str,
+    secret: bool,
+}
+
+const KEYS: &[KeyDef] = &[
+    KeyDef {
+        section: "admin",
+        key: "password",
+        default: "bty-lab",
+        secret: true,
+    },
+    KeyDef {
+        section: "server",
+        key: "host",
+        default: "0.0.0.0",
+        secret: false,
+    },
+    KeyDef {
+        section: "server",
+        key: "port",
+        default: "8080",
+        secret: false,
+    },
+    KeyDef {
+        section: "server",
+        key: "public_url",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "server",
+        key: "trusted_proxy",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "server",
+        key: "session_secret",
+        default: "",
+        secret: true,
+    },
+    KeyDef {
+        section: "paths",
+        key: "state_dir",
+        default: "./bty-state",
+        secret: false,
+    },
+    KeyDef {
+        section: "paths",
+        key: "boot_dir",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "paths",
+        key: "catalog_file",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "tuning",
+        key: "max_body_bytes",
+        default: "1048576",
+        secret: false,
+    },
+];
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(p) => write!(f, "file {}", p.display()),
+            Origin::Env(v) => write!(f, "env {v}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{key} = {value:?}: {message}")]
+    Value {
+        key: String,
+        value: String,
+        message: String,
+    },
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    values: BTreeMap<String, (String, Origin)>,
+    pub files: Vec<PathBuf>,
+    pub admin_password: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub session_secret: Option<String>,
+    pub state_dir: PathBuf,
+    pub boot_dir: PathBuf,
+    pub max_body_bytes: usize,
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!("BTY_{}_{}", section.to_uppercase(), key.to_uppercase())
+}
+
+fn toml_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The default file list (see the module doc).
+pub fn default_files(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut files = toml_files_in(Path::new("/etc/bty/conf.d"));
+    files.push(PathBuf::from("/etc/bty/bty.toml"));
+    if let Some(d) = env("BTY_CONFIG_DIR") {
+        files.extend(toml_files_in(Path::new(&d)));
+    }
+    if let Some(f) = env("BTY_CONFIG_FILE") {
+        files.push(PathBuf::from(f));
+    }
+    let state = env("BTY_PATHS_STATE_DIR").unwrap_or_else(|| "./bty-state".into());
+    files.push(Path::new(&state).join("bty.toml"));
+    files
+}
+
+impl Config {
+    /// Load from `files` (missing ones skipped) and the environment as `env` reports it.
+    pub fn load(
+        files: &[PathBuf],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut values: BTreeMap<String, (String, Origin)> = KEYS
+            .iter()
+            .map(|k| {
+                (
+                    format!("{}.{}", k.section, k.key),
+                    (k.default.to_string(), Origin::Default),
+                )
+            })
+            .collect();
+        let mut used = Vec::new();
+        for path in files {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            };
+            let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            used.push(path.clone());
+            for (section, v) in &table {
+                let Some(t) = v.as_table() else {
+                    tracing::warn!("{}: [{section}] is not a table; ignored", path.display());
+                    continue;
+                };
+                for (key, val) in t {
+                    let name = format!("{section}.{key}");
+                    if !values.contains_key(&name) {
+                        tracing::warn!("{}: unknown key {name}; ignored", path.display());
+                        continue;
+                    }
+                    let s = match val {
+                        toml::Value::String(s) => s.clone(),
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        other => {
+                            return Err(ConfigError::Value {
+                                key: name,
+                                value: other.type_str().to_string(),
+                                message: format!(
+                                    "in {}: expected a string or number",
+                                    path.display()
+                                ),
+                            });
+                        }
+                    };
+                    values.insert(name, (s, Origin::File(path.clone())));
+                }
+            }
+        }
+        for k in KEYS {
+            let var = env_name(k.section, k.key);
+            if let Some(v) = env(&var).filter(|v| !v.trim().is_empty()) {
+                values.insert(format!("{}.{}", k.section, k.key), (v, Origin::Env(var)));
+            }
+        }
+        Config::from_values(values, used)
+    }
+
+    fn from_values(
+        values: BTreeMap<String, (String, Origin)>,
+        files: Vec<PathBuf>,
+    ) -> Result<Config, ConfigError> {
+        let get = |k: &str| {
+            values
+                .get(k)
+                .map(|(v, _)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let bad = |k: &str, message: &str| ConfigError::Value {
+            key: k.to_string(),
+            value: get(k),
+            message: message.to_string(),
+        };
+        let password = get("admin.password");
+        let host: IpAddr = get("server.host")
+            .parse()
+            .map_err(|_| bad("server.host", "not an IP address"))?;
+        let port: u16 = get("server.port")
+            .parse()
+            .ok()
+            .ok_or_else(|| bad("server.port", "must be 0-65535 (0: any free port)"))?;
+        let public_url = Some(get("server.public_url"))
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('/').to_string());
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(bad(
+                "server.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in get("server.trusted_proxy")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            trusted_proxies.push(p.parse().map_err(|_| {
+                bad(
+                    "server.trusted_proxy",
+                    "a comma-separated list of IP addresses",
+                )
+            })?);
+        }
+        let state_dir = PathBuf::from(get("paths.state_dir"));
+        let boot_dir = match get("paths.boot_dir") {
+            s if s.is_empty() => state_dir.join("boot"),
+            s => PathBuf::from(s),
+        };
+        let max_body_bytes = get("tuning.max_body_bytes")
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1024)
+            .ok_or_else(|| bad("tuning.max_body_bytes", "a byte count of at least 1024"))?;
+        Ok(Config {
+            admin_password: if password.is_empty() {
+                "bty-lab".into()
+            } else {
+                password
+            },
+            host,
+            port,
+            public_url,
+            trusted_proxies,
+            session_secret: Some(get("server.session_secret")).filter(|s| !s.is_empty()),
+            state_dir,
+            boot_dir,
+            max_body_bytes,
+            values,
+            files,
+        })
+    }
+
+    /// Whether the admin password is still the default.
+    pub fn default_password(&self) -> bool {
+        self.admin_password == "bty-lab"
+    }
+
+    /// Each key with its effective value (secrets masked) and where it came from.
+    pub fn describe(&self) -> Vec<(String, String, String)> {
+        KEYS.iter()
+            .map(|k| {
+                let name = format!("{}.{}", k.section, k.key);
+                let (v, origin) = self
+                    .values
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or((String::new(), Origin::Default));
+                let shown = if k.secret && !v.is_empty() {
+                    "********".to_string()
+                } else {
+                    v
+                };
+                (name, shown, origin.to_string())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn layering_files_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.toml");
+        let b = dir.path().join("b.toml");
+        std::fs::write(
+            &a,
+            "[server]\nport = 9000\nhost = \"127.0.0.1\"\n[admin]\npassword = \"one\"\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "[server]\nport = 9001\n[bogus]\nx = 1\n").unwrap();
+        let env = env_of(&[("BTY_ADMIN_PASSWORD", "two"), ("BTY_SERVER_HOST", "")]);
+        let c = Config::load(
+            &[a.clone(), b.clone(), dir.path().join("missing.toml")],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.port, 9001);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.admin_password, "two");
+        assert_eq!(c.files, [a.clone(), b.clone()]);
+        let d = c.describe();
+        let row = |k: &str| d.iter().find(|r| r.0 == k).cloned().unwrap();
+        assert_eq!(row("admin.password").1, "********");
+        assert_eq!(row("admin.password").2, "env BTY_ADMIN_PASSWORD");
+        assert_eq!(row("server.port").2, format!("file {}", b.display()));
+        assert_eq!(
+            row("paths.state_dir"),
+            (
+                "paths.state_dir".into(),
+                "./bty-state".into(),
+                "default".into()
+            )
+        );
+        assert_eq!(c.boot_dir, PathBuf::from("./bty-state/boot"));
+    }
+
+    #[test]
+    fn bad_values_stop_the_start() {
+        let env = env_of(&[("BTY_SERVER_PORT", "70000")]);
+        assert!(Config::load(&[], &env).is_err());
+        let env = env_of(&[("BTY_SERVER_PORT", "http")]);
+        assert!(Config::load(&[], &env).is_err());
+        let env = env_of(&[("BTY_SERVER_PUBLIC_URL", "lab:8080")]);
+        assert!(Config::load(&[], &env).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.toml");
+        std::fs::write(&f, "[server\n").unwrap();
+        assert!(Config::load(&[f], &env_of(&[])).is_err());
+    }
+}

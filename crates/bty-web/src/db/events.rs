@@ -1,0 +1,114 @@
+//! The audit log: recording events (inside the caller's write) and querying them with
+//! upstream's filters and `before_id` paging, newest first.
+
+use bty_proto::event::Event;
+use rusqlite::{Connection, params_from_iter};
+
+/// What an event says, before it is stored.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub subject_kind: Option<&'static str>,
+    pub subject_id: Option<String>,
+    pub actor: Option<&'static str>,
+    pub source_ip: Option<String>,
+    pub summary: String,
+    pub details: Option<serde_json::Value>,
+}
+
+pub fn record(c: &Connection, e: &NewEvent) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO events (ts, kind, subject_kind, subject_id, actor, source_ip, summary, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        rusqlite::params![
+            super::now(),
+            e.kind,
+            e.subject_kind,
+            e.subject_id,
+            e.actor,
+            e.source_ip,
+            e.summary,
+            e.details.as_ref().map(|d| d.to_string()),
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// `GET /events` filters.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub subject_kind: Option<String>,
+    pub subject_id: Option<String>,
+    pub actor: Option<String>,
+    pub source_ip: Option<String>,
+    /// Any non-empty value: only failures (`kind` ending in `failed`).
+    pub failed: Option<String>,
+    /// Free text over kind, subject, summary and details.
+    pub q: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
+    let mut sql = String::from(
+        "SELECT id, ts, kind, subject_kind, subject_id, actor, source_ip, summary, details, acknowledged
+         FROM events WHERE 1=1",
+    );
+    let mut args: Vec<String> = Vec::new();
+    for (col, v) in [
+        ("kind", &f.kind),
+        ("subject_kind", &f.subject_kind),
+        ("subject_id", &f.subject_id),
+        ("actor", &f.actor),
+        ("source_ip", &f.source_ip),
+    ] {
+        if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+            args.push(v.clone());
+            sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+        }
+    }
+    if f.failed.as_ref().is_some_and(|v| !v.is_empty()) {
+        sql.push_str(" AND kind LIKE '%failed'");
+    }
+    if let Some(q) = f.q.as_ref().filter(|q| !q.trim().is_empty()) {
+        let escaped = q
+            .trim()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        args.push(format!("%{escaped}%"));
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (kind LIKE ?{n} ESCAPE '\\' OR subject_id LIKE ?{n} ESCAPE '\\' OR summary LIKE ?{n} ESCAPE '\\' OR details LIKE ?{n} ESCAPE '\\' OR source_ip LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    if let Some(b) = f.before_id {
+        args.push(b.to_string());
+        sql.push_str(&format!(" AND id < CAST(?{} AS INTEGER)", args.len()));
+    }
+    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(args.iter()), |r| {
+        let details: Option<String> = r.get(8)?;
+        Ok(Event {
+            id: r.get(0)?,
+            ts: r.get(1)?,
+            kind: r.get(2)?,
+            subject_kind: r.get(3)?,
+            subject_id: r.get(4)?,
+            actor: r.get(5)?,
+            source_ip: r.get(6)?,
+            summary: r.get(7)?,
+            details: details.and_then(|d| serde_json::from_str(&d).ok()),
+            acknowledged: r.get::<_, i64>(9)? != 0,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Mark one event acknowledged; false if there is none with that id.
+pub fn ack(c: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(c.execute("UPDATE events SET acknowledged = 1 WHERE id = ?1", [id])? == 1)
+}

@@ -1,0 +1,127 @@
+//! Machine rows: listing, full-replace upsert (a changed mode, image or target serial starts a
+//! new flash cycle), delete, and the stored inventory blobs.
+
+use bty_proto::{BootMode, Machine, MachineUpsert};
+use rusqlite::{Connection, OptionalExtension, Row};
+
+const COLUMNS: &str = "mac, bty_image_ref, hostname, discovered_at, last_seen_at, last_seen_ip, \
+     boot_mode, sanboot_drive, last_flashed_at, known_disks, known_disks_at, target_disk_serial, \
+     created_at, updated_at";
+
+fn labels(c: &Connection, mac: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st =
+        c.prepare_cached("SELECT label FROM machine_labels WHERE mac = ?1 ORDER BY label")?;
+    st.query_map([mac], |r| r.get(0))?.collect()
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<Machine> {
+    let disks: Option<String> = r.get(9)?;
+    let mode: String = r.get(6)?;
+    Ok(Machine {
+        mac: r.get(0)?,
+        bty_image_ref: r.get(1)?,
+        hostname: r.get(2)?,
+        labels: Vec::new(),
+        discovered_at: r.get(3)?,
+        last_seen_at: r.get(4)?,
+        last_seen_ip: r.get(5)?,
+        boot_mode: BootMode::parse(&mode).unwrap_or_default(),
+        sanboot_drive: r.get(7)?,
+        last_flashed_at: r.get(8)?,
+        known_disks: disks.and_then(|d| serde_json::from_str(&d).ok()),
+        known_disks_at: r.get(10)?,
+        target_disk_serial: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+    })
+}
+
+pub fn list(c: &Connection) -> rusqlite::Result<Vec<Machine>> {
+    let mut st = c.prepare_cached(&format!("SELECT {COLUMNS} FROM machines ORDER BY mac"))?;
+    let mut v: Vec<Machine> = st.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    for m in &mut v {
+        m.labels = labels(c, &m.mac)?;
+    }
+    Ok(v)
+}
+
+pub fn get(c: &Connection, mac: &str) -> rusqlite::Result<Option<Machine>> {
+    let mut st = c.prepare_cached(&format!("SELECT {COLUMNS} FROM machines WHERE mac = ?1"))?;
+    let m = st.query_row([mac], from_row).optional()?;
+    match m {
+        Some(mut m) => {
+            m.labels = labels(c, mac)?;
+            Ok(Some(m))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Replace the machine's binding; true if the row was created.
+pub fn upsert(c: &Connection, mac: &str, u: &MachineUpsert) -> rusqlite::Result<bool> {
+    let now = super::now();
+    let old: Option<(Option<String>, String, Option<String>)> = c
+        .query_row(
+            "SELECT bty_image_ref, boot_mode, target_disk_serial FROM machines WHERE mac = ?1",
+            [mac],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let created = old.is_none();
+    let new_cycle = old.as_ref().is_none_or(|(r, m, s)| {
+        r.clone().unwrap_or_default() != u.bty_image_ref.clone().unwrap_or_default()
+            || m != u.boot_mode.as_str()
+            || s.clone().unwrap_or_default() != u.target_disk_serial.clone().unwrap_or_default()
+    });
+    if created {
+        c.execute(
+            "INSERT INTO machines (mac, bty_image_ref, hostname, boot_mode, sanboot_drive, target_disk_serial, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            rusqlite::params![mac, u.bty_image_ref, u.hostname, u.boot_mode.as_str(), u.sanboot_drive, u.target_disk_serial, now],
+        )?;
+    } else {
+        c.execute(
+            "UPDATE machines SET bty_image_ref = ?2, hostname = ?3, boot_mode = ?4, sanboot_drive = ?5,
+                 target_disk_serial = ?6, updated_at = ?7 WHERE mac = ?1",
+            rusqlite::params![mac, u.bty_image_ref, u.hostname, u.boot_mode.as_str(), u.sanboot_drive, u.target_disk_serial, now],
+        )?;
+        if new_cycle {
+            c.execute(
+                "UPDATE machines SET saw_flasher_boot = 0, last_flashed_at = NULL, known_disks_at = NULL WHERE mac = ?1",
+                [mac],
+            )?;
+        }
+    }
+    c.execute("DELETE FROM machine_labels WHERE mac = ?1", [mac])?;
+    for l in u.normalised_labels() {
+        c.execute(
+            "INSERT INTO machine_labels (mac, label) VALUES (?1, ?2)",
+            [mac, &l],
+        )?;
+    }
+    Ok(created)
+}
+
+pub fn delete(c: &Connection, mac: &str) -> rusqlite::Result<bool> {
+    Ok(c.execute("DELETE FROM machines WHERE mac = ?1", [mac])? == 1)
+}
+
+/// A stored blob: `hw_lshw` or `known_disks`. Outer `None`: no machine.
+pub fn blob(c: &Connection, mac: &str, column: Blob) -> rusqlite::Result<Option<Option<String>>> {
+    let col = match column {
+        Blob::Lshw => "hw_lshw",
+        Blob::Disks => "known_disks",
+    };
+    c.query_row(
+        &format!("SELECT {col} FROM machines WHERE mac = ?1"),
+        [mac],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Blob {
+    Lshw,
+    Disks,
+}

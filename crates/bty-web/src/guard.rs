@@ -1,0 +1,250 @@
+//! Request guards: security headers on every answer, refusal of cross-site state-changing
+//! requests, the session check (401 JSON on API routes, 303 to the login on UI routes) with a
+//! sliding expiry, the client address (X-Forwarded-For only from trusted proxies), and the
+//! per-address login limit.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::app::AppState;
+use crate::auth::{self, cookie_value};
+use crate::db::sessions;
+use crate::error::ApiError;
+
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+fn changes_state(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether the request says it comes from another site.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'))
+            .unwrap_or("");
+        return origin == "null" || !origin_host.eq_ignore_ascii_case(host);
+    }
+    false
+}
+
+pub async fn refuse_cross_site(req: Request, next: Next) -> Response {
+    if changes_state(req.method()) && cross_site(req.headers()) {
+        return ApiError::new(StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    next.run(req).await
+}
+
+/// The caller's address: the peer, or with a trusted proxy in front, the right-most
+/// X-Forwarded-For hop that is not itself a trusted proxy.
+pub fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let peer_ip = match peer.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let trusted = &state.cfg.trusted_proxies;
+    if !trusted.contains(&peer_ip) {
+        return peer_ip;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer_ip)
+}
+
+/// A valid session, put into the request by the session check.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+}
+
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(Session, i64)> {
+    let raw = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(cookie_value)?;
+    let id = state.keys.verify(raw)?;
+    let lookup = id.clone();
+    let until = state
+        .db
+        .read(move |c| sessions::valid_until(c, &lookup))
+        .await
+        .ok()??;
+    Some((Session { id }, until))
+}
+
+/// The session check. `ui`: answer 303 to the login page instead of 401.
+async fn require(state: AppState, mut req: Request, next: Next, ui: bool) -> Response {
+    let Some((session, until)) = session_of(&state, req.headers()).await else {
+        return if ui {
+            Redirect::to("/ui/login").into_response()
+        } else {
+            ApiError::new(StatusCode::UNAUTHORIZED, "login required").into_response()
+        };
+    };
+    // Slide the expiry forward, at most once an hour per session.
+    if until < crate::db::unix_now() + sessions::TTL_SECS - 3600 {
+        let id = session.id.clone();
+        let _ = state.db.write(move |c| sessions::touch(c, &id)).await;
+    }
+    let cookie = state.keys.sign(&session.id);
+    req.extensions_mut().insert(session);
+    let mut res = next.run(req).await;
+    if !res.headers().contains_key(header::SET_COOKIE)
+        && let Ok(v) =
+            HeaderValue::from_str(&auth::set_cookie(Some(&cookie), state.secure_cookies()))
+    {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+pub async fn require_api(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    require(state, req, next, false).await
+}
+
+pub async fn require_ui(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    require(state, req, next, true).await
+}
+
+/// Failed logins per address: at most `MAX_FAILURES` in `WINDOW`.
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+const MAX_FAILURES: u32 = 5;
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl LoginLimiter {
+    pub fn new() -> LoginLimiter {
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds to wait before another attempt from `ip`, if it is limited now.
+    pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let map = self.failures.lock().ok()?;
+        let (n, since) = map.get(&ip)?;
+        let elapsed = since.elapsed();
+        (*n >= MAX_FAILURES && elapsed < WINDOW).then(|| (WINDOW - elapsed).as_secs().max(1))
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        if let Ok(mut map) = self.failures.lock() {
+            if map.len() > 10_000 {
+                map.retain(|_, (_, t)| t.elapsed() < WINDOW);
+            }
+            let e = map.entry(ip).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= WINDOW {
+                *e = (0, Instant::now());
+            }
+            e.0 += 1;
+        }
+    }
+
+    pub fn succeeded(&self, ip: IpAddr) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(&ip);
+        }
+    }
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        LoginLimiter::new()
+    }
+}
+
+/// The peer's socket address (loopback when the server runs without connect info).
+pub struct Peer(pub SocketAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        ))
+    }
+}
+
+/// Refuse a body whose declared length is over the limit before reading any of it (bodies
+/// without a length are cut at the same limit while they are read).
+pub async fn limit_declared_body(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.cfg.max_body_bytes as u64) {
+        let mut res = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", state.cfg.max_body_bytes),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    next.run(req).await
+}

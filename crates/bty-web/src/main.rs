@@ -1,0 +1,209 @@
+//! `bty-web`: the fleet controller. With no command it serves (UI, JSON API) on
+//! `[server] host:port` with state in `[paths] state_dir`; `show-config` prints the effective
+//! configuration with where each value came from.
+
+mod app;
+mod auth;
+mod config;
+mod db;
+mod error;
+mod guard;
+mod portability;
+mod routes;
+#[allow(dead_code)] // used by the PXE routes (next issue); tested here
+mod urls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::AppState;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "bty-web", version, about = "The bty fleet controller")]
+struct Cli {
+    /// Configuration file(s), read in order instead of the default search list.
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Print each effective configuration key, its value (secrets masked) and its source.
+    ShowConfig,
+    /// Write machines (inventory and bindings) and catalog entries to DIR/inventory.json
+    /// (upstream's bundle format, version 3).
+    Export { dir: PathBuf },
+    /// Read DIR/inventory.json (version 3) into the state.
+    Import { dir: PathBuf },
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let files = if cli.config.is_empty() {
+        config::default_files(&env)
+    } else {
+        cli.config.clone()
+    };
+    Ok(Config::load(&files, &env)?)
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+    std::fs::create_dir_all(&cfg.boot_dir)
+        .with_context(|| format!("creating the boot folder {}", cfg.boot_dir.display()))?;
+    let db = db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
+    let keys = auth::Keys::load(cfg.session_secret.as_deref(), &cfg.state_dir)
+        .context("loading the session key")?;
+    if cfg.default_password() {
+        tracing::warn!(
+            "the admin password is the default (bty-lab): anyone on the network can sign in; set [admin] password or BTY_ADMIN_PASSWORD"
+        );
+        eprintln!(
+            "bty-web: WARNING: the admin password is the default 'bty-lab'; set [admin] password or BTY_ADMIN_PASSWORD"
+        );
+    }
+    let addr = SocketAddr::new(cfg.host, cfg.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let mut visit = local;
+    if visit.ip().is_unspecified() {
+        visit.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    eprintln!(
+        "bty-web {} serving on http://{local} (state {}); sign in at http://{visit}/ui/login",
+        env!("CARGO_PKG_VERSION"),
+        cfg.state_dir.display()
+    );
+    let state = AppState {
+        cfg: Arc::new(cfg),
+        db,
+        keys: Arc::new(keys),
+        limiter: Arc::new(guard::LoginLimiter::new()),
+    };
+    let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            tracing::info!("stopping");
+        })
+        .await?;
+    Ok(())
+}
+
+/// Run `f` on the state database without serving (export, import).
+fn offline<F, Fut>(cfg: Config, f: F) -> ExitCode
+where
+    F: FnOnce(db::Db) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let run = async {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+        let db =
+            db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
+        f(db).await
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bty-web: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BTY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = Cli::parse();
+    let cfg = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bty-web: configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Some(Command::ShowConfig) => {
+            println!(
+                "# files read: {}",
+                if cfg.files.is_empty() {
+                    "none".to_string()
+                } else {
+                    cfg.files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+            for (k, v, origin) in cfg.describe() {
+                println!("{k} = {v:?}  # {origin}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Command::Export { dir }) => offline(cfg, |db| async move {
+            let n = portability::export(&db, &dir).await?;
+            println!(
+                "exported {n} machines to {}",
+                dir.join("inventory.json").display()
+            );
+            Ok(())
+        }),
+        Some(Command::Import { dir }) => offline(cfg, |db| async move {
+            let (m, c) = portability::import(&db, &dir).await?;
+            println!("imported {m} machines and {c} new catalog entries");
+            Ok(())
+        }),
+        Some(Command::Serve) | None => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("bty-web: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bty-web: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Helpers for the bty-web end-to-end tests: the real binary on 127.0.0.1 with an ephemeral
+//! port and its own state folder, and a small HTTP client that keeps the session cookie.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Server {
+    pub base: String,
+    pub state: tempfile::TempDir,
+    child: Child,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Start with extra environment variables; no config files but an empty one.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let state = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bty-web"));
+        cmd.arg("--config")
+            .arg(state.path().join("none.toml"))
+            .env("BTY_SERVER_HOST", "127.0.0.1")
+            .env("BTY_SERVER_PORT", "0")
+            .env("BTY_PATHS_STATE_DIR", state.path())
+            .env("BTY_LOG", "warn")
+            .env_remove("BTY_ADMIN_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start bty-web");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("bty-web exited before serving")
+                .unwrap();
+            if let Some(rest) = line.split("serving on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server { base, state, child }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.path().to_path_buf()
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into(),
+            cookie: None,
+        }
+    }
+
+    /// A client signed in with `password`.
+    pub fn signed_in(&self, password: &str) -> Client {
+        let mut c = self.client();
+        let r = c.login(password);
+        assert_eq!(r.status, 303, "login: {}", r.body);
+        c
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    agent: ureq::Agent,
+    /// The `bty-token` cookie, as `bty-token=VALUE`.
+    pub cookie: Option<String>,
+}
+
+impl Client {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let (ctype, bytes) = body.unwrap_or(("", Vec::new()));
+        if !ctype.is_empty() {
+            req = req.header("content-type", ctype);
+        }
+        let req = req.body(bytes).unwrap();
+        let mut resp = self.agent.run(req).expect("HTTP request");
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k == "set-cookie" && v.starts_with("bty-token=") {
+                let pair = v.split(';').next().unwrap().to_string();
+                self.cookie = if pair == "bty-token=" {
+                    None
+                } else {
+                    Some(pair)
+                };
+            }
+        }
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        Resp {
+            status: resp.status().as_u16(),
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn delete(&mut self, path: &str) -> Resp {
+        self.request("DELETE", path, &[], None)
+    }
+
+    pub fn json(&mut self, method: &str, path: &str, body: &serde_json::Value) -> Resp {
+        self.request(
+            method,
+            path,
+            &[],
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+    }
+
+    pub fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        self.form_with(path, fields, &[])
+    }
+
+    pub fn form_with(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        self.request(
+            "POST",
+            path,
+            headers,
+            Some((
+                "application/x-www-form-urlencoded",
+                body.join("&").into_bytes(),
+            )),
+        )
+    }
+
+    pub fn login(&mut self, password: &str) -> Resp {
+        self.form("/ui/login", &[("password", password)])
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A one-file HTTP server on 127.0.0.1 (for sha256 manifests and catalogs).
+pub fn serve_files(files: Vec<(&'static str, String)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let found = files.iter().find(|(p, _)| *p == path);
+            let resp = match found {
+                Some((_, body)) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .into(),
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+pub fn file_mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}

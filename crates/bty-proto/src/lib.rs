@@ -6,6 +6,10 @@ pub mod catalog;
 pub mod event;
 pub mod mac;
 pub mod machine;
+pub mod plan;
 
 pub use mac::{Mac, MacError};
-pub use machine::{BootMode, InventoryDisk, Machine, MachineUpsert, ValidationError};
+pub use machine::{
+    BootMode, FlashFailed, FlashProgress, InventoryDisk, InventoryPost, Machine, MachineUpsert,
+    ValidationError,
+};

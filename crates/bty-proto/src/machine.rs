@@ -91,7 +91,9 @@ fn is_hex64_lower(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn valid_hostname(h: &str) -> bool {
+/// A DNS host name: dot-separated labels of letters, digits and inner hyphens, each at most
+/// 63 characters, 253 in all.
+pub fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {
@@ -232,6 +234,80 @@ pub struct Machine {
     pub target_disk_serial: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The running flash's last progress report (kept in memory by the server), if any.
+    #[serde(default)]
+    pub flash_progress: Option<FlashProgress>,
+}
+
+/// What the agent reports while it writes (`POST /pxe/{mac}/progress`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashProgress {
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: Option<u64>,
+    /// Bytes per second.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// When the server received it (set by the server).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// The body of `POST /pxe/{mac}/inventory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryPost {
+    #[serde(default)]
+    pub disks: Vec<InventoryDisk>,
+    #[serde(default)]
+    pub lshw: Option<serde_json::Value>,
+}
+
+impl InventoryPost {
+    /// Upstream's limits: at most 64 disks, field lengths, lshw an object or array.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errs = Vec::new();
+        if self.disks.len() > 64 {
+            errs.push(ValidationError::new("disks", "at most 64 disks"));
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            let checks: [(&str, Option<&str>, usize); 6] = [
+                ("path", Some(d.path.as_str()), 255),
+                ("size", d.size.as_deref(), 32),
+                ("vendor", d.vendor.as_deref(), 64),
+                ("model", d.model.as_deref(), 128),
+                ("serial", d.serial.as_deref(), 128),
+                ("tran", d.tran.as_deref(), 32),
+            ];
+            for (field, v, max) in checks {
+                if v.is_some_and(|v| v.chars().count() > max) {
+                    errs.push(ValidationError::new(
+                        &format!("disks.{i}.{field}"),
+                        format!("at most {max} characters"),
+                    ));
+                }
+            }
+        }
+        if let Some(l) = &self.lshw
+            && !(l.is_object() || l.is_array() || l.is_null())
+        {
+            errs.push(ValidationError::new("lshw", "an object or an array"));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+/// The body of `POST /pxe/{mac}/failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashFailed {
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! The application: shared state and the router with its guards.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use bty_proto::{FlashProgress, Machine};
+use tokio::sync::broadcast;
 
 use crate::auth::Keys;
 use crate::config::Config;
@@ -13,15 +18,45 @@ use crate::db::Db;
 use crate::guard::{self, LoginLimiter};
 use crate::routes;
 
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub pxe_contacts: AtomicU64,
+    pub flashes_done: AtomicU64,
+    pub flashes_failed: AtomicU64,
+    /// (route, status) → answers.
+    pub requests: Mutex<HashMap<(String, u16), u64>>,
+}
+
+/// Progress reports older than this no longer count as a flash in progress.
+pub const PROGRESS_STALE: Duration = Duration::from_secs(300);
+
 #[derive(Clone)]
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub keys: Arc<Keys>,
     pub limiter: Arc<LoginLimiter>,
+    /// The last progress report per machine (kept in memory only).
+    pub progress: Arc<Mutex<HashMap<String, (FlashProgress, Instant)>>>,
+    pub metrics: Arc<Metrics>,
+    /// Machine changes for live subscribers, as JSON.
+    pub bus: broadcast::Sender<String>,
 }
 
 impl AppState {
+    pub fn new(cfg: Config, db: Db, keys: Keys) -> AppState {
+        AppState {
+            cfg: Arc::new(cfg),
+            db,
+            keys: Arc::new(keys),
+            limiter: Arc::new(LoginLimiter::new()),
+            progress: Arc::default(),
+            metrics: Arc::default(),
+            bus: broadcast::channel(256).0,
+        }
+    }
+
     /// Cookies get `Secure` when the public URL is https.
     pub fn secure_cookies(&self) -> bool {
         self.cfg
@@ -29,7 +64,61 @@ impl AppState {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
     }
+
+    /// Add the in-memory progress to a machine.
+    pub fn with_progress(&self, m: &mut Machine) {
+        if let Ok(map) = self.progress.lock()
+            && let Some((p, at)) = map.get(&m.mac)
+            && at.elapsed() < PROGRESS_STALE
+        {
+            m.flash_progress = Some(p.clone());
+        }
+    }
+
+    pub fn clear_progress(&self, mac: &str) {
+        if let Ok(mut map) = self.progress.lock() {
+            map.remove(mac);
+        }
+    }
+
+    /// Flashes with a recent progress report.
+    pub fn flashes_in_progress(&self) -> usize {
+        self.progress
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|(_, at)| at.elapsed() < PROGRESS_STALE)
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Tell live subscribers that `mac` changed. Never waits: the machine is read and sent on
+    /// a task of its own, and only when someone listens.
+    pub async fn changed(&self, mac: &str, discovered: bool) {
+        if self.bus.receiver_count() == 0 {
+            return;
+        }
+        let s = self.clone();
+        let mac = mac.to_string();
+        tokio::spawn(async move {
+            let key = mac.clone();
+            let m = s.db.read(move |c| crate::db::machines::get(c, &key)).await;
+            let msg = match m {
+                Ok(Some(mut m)) => {
+                    s.with_progress(&mut m);
+                    serde_json::json!({"mac": mac, "discovered": discovered, "machine": m})
+                }
+                Ok(None) => serde_json::json!({"mac": mac, "deleted": true}),
+                Err(_) => return,
+            };
+            let _ = s.bus.send(msg.to_string());
+        });
+    }
 }
+
+/// Largest inventory body (lshw may be up to 4 MiB).
+pub const INVENTORY_BODY: usize = routes::pxe::MAX_LSHW + (1 << 20);
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -51,6 +140,11 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog/import", post(routes::catalog::import))
         .route("/events", get(routes::events::list))
         .route("/events/{id}/ack", post(routes::events::ack))
+        .route("/events/machines", get(routes::live::machines))
+        .route(
+            "/boot/{name}",
+            put(routes::boot::put).layer(DefaultBodyLimit::disable()),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::require_api,
@@ -67,18 +161,45 @@ pub fn router(state: AppState) -> Router {
         .route("/ui", get(routes::misc::ui_root))
         .route("/healthz", get(routes::misc::healthz))
         .route("/version", get(routes::misc::version))
+        .route("/metrics", get(routes::live::metrics))
         .route("/images", get(routes::catalog::images))
         .route("/catalog.toml", get(routes::catalog::catalog_toml))
         .route(
             "/ui/login",
             get(routes::ui::login_page).post(routes::ui::login),
         )
-        .route("/ui/logout", post(routes::ui::logout));
+        .route("/ui/logout", post(routes::ui::logout))
+        .route("/pxe-bootstrap.ipxe", get(routes::pxe::bootstrap))
+        .route("/pxe/{mac}", get(routes::pxe::script))
+        .route("/pxe/{mac}/plan", get(routes::pxe::plan))
+        .route(
+            "/pxe/{mac}/inventory",
+            post(routes::pxe::inventory).layer(DefaultBodyLimit::max(INVENTORY_BODY)),
+        )
+        .route("/pxe/{mac}/done", post(routes::pxe::done))
+        .route("/pxe/{mac}/failed", post(routes::pxe::failed))
+        .route("/pxe/{mac}/progress", post(routes::pxe::progress))
+        .route(
+            "/boot/{name}",
+            get(routes::boot::get).head(routes::boot::get),
+        )
+        .route(
+            "/images/{key}",
+            get(routes::images::blob).head(routes::images::blob),
+        )
+        .route(
+            "/images/{key}/{*name}",
+            get(routes::images::blob_named).head(routes::images::blob_named),
+        );
     let limit = state.cfg.max_body_bytes;
     Router::new()
         .merge(api)
         .merge(ui)
         .merge(open)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            routes::live::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -79,6 +79,42 @@ const KEYS: &[KeyDef] = &[
         default: "1048576",
         secret: false,
     },
+    KeyDef {
+        section: "tuning",
+        key: "max_upload_bytes",
+        default: "214748364800",
+        secret: false,
+    },
+    KeyDef {
+        section: "netboot",
+        key: "preset",
+        default: "bty",
+        secret: false,
+    },
+    KeyDef {
+        section: "netboot",
+        key: "kernel",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "netboot",
+        key: "initrd",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "netboot",
+        key: "cmdline",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "netboot",
+        key: "upstream_version",
+        default: "0.47.0",
+        secret: false,
+    },
 ];
 
 /// Where a value came from.
@@ -125,6 +161,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub boot_dir: PathBuf,
     pub max_body_bytes: usize,
+    pub max_upload_bytes: u64,
+    pub netboot: crate::pxe::netboot::Netboot,
 }
 
 fn env_name(section: &str, key: &str) -> String {
@@ -287,7 +325,33 @@ impl Config {
             .ok()
             .filter(|n| *n >= 1024)
             .ok_or_else(|| bad("tuning.max_body_bytes", "a byte count of at least 1024"))?;
+        let max_upload_bytes = get("tuning.max_upload_bytes")
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad("tuning.max_upload_bytes", "a positive byte count"))?;
+        let opt = |k: &str| Some(get(k)).filter(|v| !v.is_empty());
+        let netboot = crate::pxe::netboot::Netboot::new(
+            &get("netboot.preset"),
+            &get("netboot.upstream_version"),
+            opt("netboot.kernel").as_deref(),
+            opt("netboot.initrd").as_deref(),
+            opt("netboot.cmdline").as_deref(),
+        )
+        .ok_or_else(|| {
+            bad(
+                "netboot.preset",
+                &format!("one of {}", crate::pxe::netboot::PRESETS.join(", ")),
+            )
+        })?;
+        for k in ["netboot.kernel", "netboot.initrd"] {
+            if opt(k).is_some_and(|v| v.contains('/') || v.contains(char::is_whitespace)) {
+                return Err(bad(k, "a bare file name in the boot folder"));
+            }
+        }
         Ok(Config {
+            max_upload_bytes,
+            netboot,
             admin_password: if password.is_empty() {
                 "bty-lab".into()
             } else {

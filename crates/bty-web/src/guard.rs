@@ -236,10 +236,18 @@ pub async fn limit_declared_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.cfg.max_body_bytes as u64) {
+    let path = req.uri().path();
+    let limit = if req.method() == Method::PUT && path.starts_with("/boot/") {
+        state.cfg.max_upload_bytes
+    } else if path.starts_with("/pxe/") && path.ends_with("/inventory") {
+        crate::app::INVENTORY_BODY as u64
+    } else {
+        state.cfg.max_body_bytes as u64
+    };
+    if declared.is_some_and(|n| n > limit) {
         let mut res = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", state.cfg.max_body_bytes),
+            format!("the body is larger than {limit} bytes"),
         )
         .into_response();
         res.headers_mut()

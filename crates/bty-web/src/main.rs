@@ -9,14 +9,13 @@ mod db;
 mod error;
 mod guard;
 mod portability;
+mod pxe;
 mod routes;
-#[allow(dead_code)] // used by the PXE routes (next issue); tested here
 mod urls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -90,12 +89,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         cfg.state_dir.display()
     );
-    let state = AppState {
-        cfg: Arc::new(cfg),
-        db,
-        keys: Arc::new(keys),
-        limiter: Arc::new(guard::LoginLimiter::new()),
-    };
+    let state = AppState::new(cfg, db, keys);
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -32,17 +32,7 @@ pub fn valid_host(h: &str) -> bool {
     {
         return false;
     }
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    bty_proto::machine::valid_hostname(host)
 }
 
 /// The base URL, without a trailing slash; `None` when there is no usable one.

@@ -39,6 +39,33 @@ fn oras_entries_get_the_layer_digest() {
     let want = sha256_digest(&disk);
     assert_eq!(e["disk_image_sha"], want.trim_start_matches("sha256:"));
     assert_eq!(e["size_bytes"], 300_000);
+    // The blob proxy: whole, ranged and HEAD, by ref or by digest; only for oras entries.
+    let image_ref = e["bty_image_ref"].as_str().unwrap().to_string();
+    let digest = e["disk_image_sha"].as_str().unwrap().to_string();
+    let mut anon = s.client();
+    let r = anon.get(&format!("/images/{image_ref}/debian-13.img.zst"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_bytes(), &disk[..]);
+    assert_eq!(
+        r.header("etag"),
+        Some(format!("\"sha256:{digest}\"").as_str())
+    );
+    let r = anon.request(
+        "GET",
+        &format!("/images/{digest}"),
+        &[("range", "bytes=1000-1999")],
+        None,
+    );
+    assert_eq!((r.status, r.body.len()), (206, 1000));
+    assert_eq!(r.header("content-range"), Some("bytes 1000-1999/300000"));
+    let r = anon.request("HEAD", &format!("/images/{image_ref}"), &[], None);
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some("300000"))
+    );
+    assert_eq!(anon.get(&format!("/images/{}", "0".repeat(64))).status, 404);
+    assert_eq!(anon.get("/images/xyz").status, 404);
+
     // A missing tag: 400, audited.
     let r = c.json(
         "POST",

@@ -40,7 +40,8 @@ fn machines_crud_and_shapes() {
             "known_disks_at",
             "target_disk_serial",
             "created_at",
-            "updated_at"
+            "updated_at",
+            "flash_progress"
         ]
     );
     let created = m["created_at"].as_str().unwrap().to_string();

@@ -33,6 +33,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Machine> {
         target_disk_serial: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        flash_progress: None,
     })
 }
 
@@ -87,7 +88,7 @@ pub fn upsert(c: &Connection, mac: &str, u: &MachineUpsert) -> rusqlite::Result<
         )?;
         if new_cycle {
             c.execute(
-                "UPDATE machines SET saw_flasher_boot = 0, last_flashed_at = NULL, known_disks_at = NULL WHERE mac = ?1",
+                "UPDATE machines SET saw_flasher_boot = 0, cycle_done = 0, last_flashed_at = NULL, known_disks_at = NULL WHERE mac = ?1",
                 [mac],
             )?;
         }

@@ -73,6 +73,13 @@ pub const MIGRATIONS: &[&str] = &[
         source_ip TEXT
     );
     "#,
+    // 3: the flash cycle made per cycle: `cycle_done` is set only by a completion (done, or an
+    // inventory for bty-inventory) in the currently armed cycle; `cycle` counts arms.
+    r#"
+    ALTER TABLE machines ADD COLUMN cycle INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE machines ADD COLUMN cycle_done INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE machines ADD COLUMN last_failed_at TEXT;
+    "#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction; up to `upto` (for tests

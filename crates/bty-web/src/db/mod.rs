@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod events;
 pub mod machines;
 pub mod migrations;
+pub mod pxe;
 pub mod sessions;
 pub mod settings;
 

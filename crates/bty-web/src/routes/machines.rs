@@ -33,7 +33,11 @@ pub fn body<T: serde::de::DeserializeOwned>(
 }
 
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<Machine>>, ApiError> {
-    Ok(Json(s.db.read(machines::list).await?))
+    let mut v = s.db.read(machines::list).await?;
+    for m in &mut v {
+        s.with_progress(m);
+    }
+    Ok(Json(v))
 }
 
 pub async fn get_one(
@@ -45,9 +49,11 @@ pub async fn get_one(
         let mac = mac.clone();
         move |c| machines::get(c, &mac)
     });
-    m.await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no machine {mac}")))
+    let mut m = m
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no machine {mac}")))?;
+    s.with_progress(&mut m);
+    Ok(Json(m))
 }
 
 pub async fn put(
@@ -94,8 +100,10 @@ pub async fn put(
             machines::get(c, &mac)
         })
         .await?;
-    m.map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "machine vanished"))
+    let m =
+        m.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "machine vanished"))?;
+    s.changed(&m.mac, false).await;
+    Ok(Json(m))
 }
 
 pub async fn delete(
@@ -128,6 +136,8 @@ pub async fn delete(
         })
         .await?;
     if gone {
+        s.clear_progress(&mac);
+        s.changed(&mac, false).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no machine {mac}")))

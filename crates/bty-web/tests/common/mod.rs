@@ -21,7 +21,19 @@ impl Server {
 
     /// Start with extra environment variables; no config files but an empty one.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let state = tempfile::tempdir().unwrap();
+        Server::spawn(tempfile::tempdir().unwrap(), env)
+    }
+
+    /// Stop the server and start it again on the same state folder.
+    pub fn restart(self, env: &[(&str, &str)]) -> Server {
+        let mut me = self;
+        let _ = me.child.kill();
+        let _ = me.child.wait();
+        let state = std::mem::replace(&mut me.state, tempfile::tempdir().unwrap());
+        Server::spawn(state, env)
+    }
+
+    fn spawn(state: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bty-web"));
         cmd.arg("--config")
             .arg(state.path().join("none.toml"))
@@ -205,14 +217,7 @@ impl Client {
 }
 
 pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    bty_source::oci::urlencode(s)
 }
 
 /// A one-file HTTP server on 127.0.0.1 (for sha256 manifests and catalogs).

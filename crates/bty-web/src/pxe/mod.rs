@@ -1,0 +1,7 @@
+//! What firmware and the netboot agent are told: the per-machine decision (`decide`), the
+//! iPXE scripts (`scripts`), and the netboot environment's file names and kernel command line
+//! (`netboot`).
+
+pub mod decide;
+pub mod netboot;
+pub mod scripts;

@@ -1,0 +1,266 @@
+//! Boot artifacts in the boot folder: `GET`/`HEAD /boot/{name}` for firmware and the netboot
+//! environment (single Range → 206, ETag with If-None-Match / If-Range, content types by kind),
+//! arming the flash cycle when a file is served with `?mac=`; and `PUT /boot/{name}` (session
+//! required) streaming to `<name>.partial`, size-capped, then renamed into place.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::guard::{Peer, client_ip};
+
+/// A bare file name that stays inside the boot folder, or 400.
+fn safe_path(boot_dir: &FsPath, name: &str) -> Result<PathBuf, ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid boot file name: {name:?}"));
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || name.ends_with(".partial")
+    {
+        return Err(bad());
+    }
+    let path = boot_dir.join(name);
+    // A symlink that leads out of the folder is refused too.
+    if let Ok(real) = std::fs::canonicalize(&path) {
+        let root = std::fs::canonicalize(boot_dir).map_err(|_| bad())?;
+        if !real.starts_with(&root) {
+            return Err(bad());
+        }
+    }
+    Ok(path)
+}
+
+fn content_type(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with(".ipxe") || n.ends_with(".txt") || n.ends_with(".sha256") || n.ends_with("sums")
+    {
+        "text/plain; charset=utf-8"
+    } else if n.ends_with(".json") {
+        "application/json"
+    } else if n.ends_with(".toml") {
+        "application/toml"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// The byte range asked for, against a file of `len` bytes: `Ok(None)` for the whole file,
+/// `Err(())` when it cannot be satisfied.
+pub(crate) fn parse_range(v: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: the whole file is a valid answer
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || len == 0 {
+            return Err(());
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| ())?
+        };
+        if start >= len || end < start {
+            return Err(());
+        }
+        (start, end.min(len - 1))
+    };
+    Ok(Some(range))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Peer(addr): Peer,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let path = safe_path(&s.cfg.boot_dir, &name)?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return Err(ApiError::not_found(format!("no boot file {name}"))),
+    };
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(ApiError::not_found(format!("no boot file {name}")));
+    }
+    // Serving the flasher's kernel or initrd with ?mac= proves the netboot environment boots.
+    if let Some(mac) = q.get("mac").and_then(|m| bty_proto::Mac::parse(m).ok()) {
+        let ip = client_ip(&s, addr, &headers).to_string();
+        let (m, n) = (mac.to_string(), name.clone());
+        if s.db
+            .write(move |c| crate::db::pxe::arm(c, &m, &ip, &n))
+            .await?
+        {
+            s.changed(&mac.to_string(), false).await;
+        }
+    }
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let etag = format!("\"{len:x}-{mtime:x}\"");
+    let mut res_headers = HeaderMap::new();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(&mut res_headers, header::ETAG, &etag);
+    set(&mut res_headers, header::ACCEPT_RANGES, "bytes");
+    set(&mut res_headers, header::CONTENT_TYPE, content_type(&name));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, res_headers).into_response());
+    }
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == etag);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if if_range_ok => match parse_range(r, len) {
+            Ok(r) => r,
+            Err(()) => {
+                set(
+                    &mut res_headers,
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{len}"),
+                );
+                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, res_headers).into_response());
+            }
+        },
+        _ => None,
+    };
+    let (status, start, count) = match range {
+        Some((a, b)) => {
+            set(
+                &mut res_headers,
+                header::CONTENT_RANGE,
+                &format!("bytes {a}-{b}/{len}"),
+            );
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        None => (StatusCode::OK, 0, len),
+    };
+    set(&mut res_headers, header::CONTENT_LENGTH, &count.to_string());
+    if method == Method::HEAD {
+        return Ok((status, res_headers).into_response());
+    }
+    let mut file = file;
+    file.seek(SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 << 10);
+    Ok((status, res_headers, Body::from_stream(stream)).into_response())
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let path = safe_path(&s.cfg.boot_dir, &name)?;
+    let partial = s.cfg.boot_dir.join(format!("{name}.partial"));
+    let cap = s.cfg.max_upload_bytes;
+    let result = async {
+        let mut f = tokio::fs::File::create(&partial).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", partial.display()),
+            )
+        })?;
+        let mut stream = body.into_data_stream();
+        let mut total: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+            total += chunk.len() as u64;
+            if total > cap {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("larger than {cap} bytes"),
+                ));
+            }
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        f.sync_all()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(total)
+    }
+    .await;
+    match result {
+        Ok(total) => Ok(Json(serde_json::json!({
+            "name": name, "size_bytes": total, "path": path.display().to_string()
+        }))),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=9-3", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+    }
+
+    #[test]
+    fn names() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in ["", ".", "..", "a/b", "..\\x", "x\0", "k.partial"] {
+            assert!(safe_path(d.path(), bad).is_err(), "{bad:?}");
+        }
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("escape")).unwrap();
+        assert!(safe_path(d.path(), "escape").is_err());
+        assert!(safe_path(d.path(), "ipxe.efi").is_ok());
+    }
+}

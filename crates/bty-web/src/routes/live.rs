@@ -1,0 +1,125 @@
+//! Live and operational views: `GET /events/machines` (server-sent events, one per changed
+//! machine, heartbeats every 15 s, `resync` when a subscriber fell behind — publishing never
+//! waits for a subscriber), `GET /metrics` (Prometheus text), and the request counter.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub async fn machines(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.bus.subscribe();
+    let hello =
+        futures_util::stream::once(async { Ok(Event::default().event("hello").data("{}")) });
+    let changes = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = match rx.recv().await {
+            Ok(msg) => Event::default().event("machine").data(msg),
+            Err(RecvError::Lagged(n)) => Event::default()
+                .event("resync")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(ev), rx))
+    });
+    Sse::new(futures_util::StreamExt::chain(hello, changes)).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("heartbeat"),
+    )
+}
+
+/// Count answers by route and status.
+pub async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    if let Ok(mut m) = s.metrics.requests.lock() {
+        *m.entry((route, res.status().as_u16())).or_insert(0) += 1;
+    }
+    res
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let modes: Vec<(String, i64)> =
+        s.db.read(|c| {
+            let mut st = c.prepare(
+                "SELECT boot_mode, COUNT(*) FROM machines GROUP BY boot_mode ORDER BY boot_mode",
+            )?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+        .await?;
+    let m = &s.metrics;
+    let mut out = String::new();
+    out.push_str("# HELP bty_http_requests_total HTTP answers by route and status.\n# TYPE bty_http_requests_total counter\n");
+    if let Ok(map) = m.requests.lock() {
+        let mut rows: Vec<_> = map.iter().collect();
+        rows.sort();
+        for ((route, status), n) in rows {
+            out.push_str(&format!(
+                "bty_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}\n",
+                escape_label(route)
+            ));
+        }
+    }
+    for (name, help, v) in [
+        (
+            "bty_pxe_contacts_total",
+            "Per-machine iPXE scripts served.",
+            m.pxe_contacts.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_flashes_done_total",
+            "Flashes reported done.",
+            m.flashes_done.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_flashes_failed_total",
+            "Flashes reported failed.",
+            m.flashes_failed.load(Ordering::Relaxed),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out.push_str("# HELP bty_machines Machines by boot mode.\n# TYPE bty_machines gauge\n");
+    for (mode, n) in modes {
+        out.push_str(&format!(
+            "bty_machines{{boot_mode=\"{}\"}} {n}\n",
+            escape_label(&mode)
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP bty_flashes_in_progress Machines that reported progress in the last 5 minutes.\n# TYPE bty_flashes_in_progress gauge\nbty_flashes_in_progress {}\n",
+        s.flashes_in_progress()
+    ));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}

@@ -238,6 +238,34 @@ impl HttpClient {
         Ok((parts, data))
     }
 
+    /// POST a JSON document (one attempt); the status and up to `limit` bytes of the answer.
+    /// Errors are transport failures only.
+    pub fn post_json(
+        &self,
+        url: &str,
+        json: &str,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), SourceError> {
+        let resp = self
+            .agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(json.as_bytes())
+            .map_err(|e| map_err(url, e))?;
+        let status = resp.status().as_u16();
+        let mut data = Vec::new();
+        resp.into_body()
+            .into_with_config()
+            .reader()
+            .take(limit)
+            .read_to_end(&mut data)
+            .map_err(|e| SourceError::Io {
+                what: format!("reading {url}"),
+                source: e,
+            })?;
+        Ok((status, data))
+    }
+
     fn sleep_for(&self, attempt: u32) {
         let factor = 1u32 << attempt.min(5).saturating_sub(1);
         std::thread::sleep(self.backoff * factor);

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Machine changes for live subscribers, as JSON.
     pub bus: broadcast::Sender<String>,
+    /// Where the built-in TFTP server listens, when it runs.
+    pub tftp_addr: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             progress: Arc::default(),
             metrics: Arc::default(),
             bus: broadcast::channel(256).0,
+            tftp_addr: None,
         }
     }
 
@@ -141,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(routes::events::list))
         .route("/events/{id}/ack", post(routes::events::ack))
         .route("/events/machines", get(routes::live::machines))
+        .route("/netboot", get(routes::boot::status))
         .route(
             "/boot/{name}",
             put(routes::boot::put).layer(DefaultBodyLimit::disable()),

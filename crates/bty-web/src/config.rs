@@ -115,6 +115,24 @@ const KEYS: &[KeyDef] = &[
         default: "0.47.0",
         secret: false,
     },
+    KeyDef {
+        section: "tftp",
+        key: "enabled",
+        default: "false",
+        secret: false,
+    },
+    KeyDef {
+        section: "tftp",
+        key: "bind",
+        default: "0.0.0.0:69",
+        secret: false,
+    },
+    KeyDef {
+        section: "tftp",
+        key: "root",
+        default: "",
+        secret: false,
+    },
 ];
 
 /// Where a value came from.
@@ -163,6 +181,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
     pub netboot: crate::pxe::netboot::Netboot,
+    /// The TFTP server, when enabled: bind address and root folder.
+    pub tftp: Option<(std::net::SocketAddr, PathBuf)>,
 }
 
 fn env_name(section: &str, key: &str) -> String {
@@ -349,7 +369,22 @@ impl Config {
                 return Err(bad(k, "a bare file name in the boot folder"));
             }
         }
+        let tftp = match get("tftp.enabled").to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => {
+                let bind = get("tftp.bind")
+                    .parse()
+                    .map_err(|_| bad("tftp.bind", "an address:port such as 0.0.0.0:69"))?;
+                let root = match get("tftp.root") {
+                    r if r.is_empty() => boot_dir.clone(),
+                    r => PathBuf::from(r),
+                };
+                Some((bind, root))
+            }
+            "false" | "0" | "no" | "off" | "" => None,
+            _ => return Err(bad("tftp.enabled", "true or false")),
+        };
         Ok(Config {
+            tftp,
             max_upload_bytes,
             netboot,
             admin_password: if password.is_empty() {

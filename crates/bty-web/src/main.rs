@@ -11,6 +11,7 @@ mod guard;
 mod portability;
 mod pxe;
 mod routes;
+mod tftp;
 mod urls;
 
 use std::net::SocketAddr;
@@ -75,6 +76,30 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             "bty-web: WARNING: the admin password is the default 'bty-lab'; set [admin] password or BTY_ADMIN_PASSWORD"
         );
     }
+    for f in tftp::IPXE_FILES {
+        let root = cfg
+            .tftp
+            .as_ref()
+            .map(|(_, r)| r.clone())
+            .unwrap_or(cfg.boot_dir.clone());
+        if !root.join(f).is_file() {
+            tracing::info!(
+                "{f} is not in {} (Debian's ipxe package has it under /usr/lib/ipxe)",
+                root.display()
+            );
+        }
+    }
+    let mut tftp_addr = None;
+    if let Some((bind, root)) = cfg.tftp.clone() {
+        match tftp::start(bind, root.clone()).await {
+            Ok(a) => {
+                eprintln!("bty-web tftp on udp {a} (root {})", root.display());
+                tftp_addr = Some(a);
+            }
+            // HTTP keeps serving: PXE by HTTP or another TFTP server still works.
+            Err(e) => eprintln!("bty-web: {e}"),
+        }
+    }
     let addr = SocketAddr::new(cfg.host, cfg.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -89,7 +114,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         cfg.state_dir.display()
     );
-    let state = AppState::new(cfg, db, keys);
+    let mut state = AppState::new(cfg, db, keys);
+    state.tftp_addr = tftp_addr;
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -21,13 +21,16 @@ pub struct Cli {
     /// http://). With --mac: server-driven mode.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// Server-driven mode: this machine's MAC address, as the server knows it (needs --server).
-    #[arg(long, value_name = "MAC", requires = "server")]
+    /// Server-driven mode: this machine's MAC address (the server defaults to bty-server).
+    #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
     /// Wizard: also list the disks hidden by default (loop devices, zram, optical, ...), still
     /// under every safety check.
     #[arg(long)]
     pub all_disks: bool,
+    /// Server-driven mode: do not reboot when done (for tests and running by hand).
+    #[arg(long, requires = "mac")]
+    pub no_reboot: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +53,29 @@ pub enum Command {
     /// List the images of a catalog (a path, an http(s) URL, or a bty-web's /catalog.toml),
     /// merged with the local image folder (BTY_IMAGE_ROOT, default /var/lib/bty/images).
     Catalog(CatalogArgs),
+    /// Server-driven mode with the server and MAC from the kernel command line (`bty.server=`,
+    /// `bty.mac=`), as the netboot environment starts it: post the inventory, get the plan,
+    /// carry it out, reboot.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server (default: bty.server= from /proc/cmdline).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// This machine's MAC (default: bty.mac= from /proc/cmdline).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Do not reboot when done.
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Flash attempts after the first before waiting for the operator.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+    /// Seconds to keep trying while the server cannot be reached.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub wait: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -172,7 +198,8 @@ mod tests {
         let cli = Cli::try_parse_from(["bty", "--catalog", "c.toml", "--all-disks"]).unwrap();
         assert!(cli.command.is_none() && cli.all_disks);
         assert_eq!(cli.catalog.as_deref(), Some("c.toml"));
-        assert!(Cli::try_parse_from(["bty", "--mac", "aa:bb"]).is_err());
+        assert!(Cli::try_parse_from(["bty", "--no-reboot"]).is_err());
+        assert!(Cli::try_parse_from(["bty", "--mac", "aa:bb", "--no-reboot"]).is_ok());
         assert!(Cli::try_parse_from(["bty", "--server", "s", "--mac", "aa:bb"]).is_ok());
     }
 

@@ -1,6 +1,7 @@
 //! `bty`: write pre-built disk images onto disks. This binary holds the command line; the bytes
 //! engine lives in `bty-image` and block-device handling in `bty-disk`.
 
+mod agent;
 mod cli;
 mod cmd_catalog;
 mod cmd_disks;
@@ -9,6 +10,7 @@ mod cmd_inspect;
 mod confirm;
 mod output;
 mod pick;
+mod system;
 mod units;
 mod wizard;
 
@@ -46,12 +48,31 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => cmd_inspect::run(args),
         Some(Command::Catalog(args)) => cmd_catalog::run(args),
         Some(Command::Disks(args)) => cmd_disks::run(args),
-        None if cli.mac.is_some() => {
-            eprintln!(
-                "bty: server-driven mode (--server with --mac) is not available in this build yet; without --mac, --server opens the wizard on the server's catalog"
-            );
-            exit::REFUSED
+        Some(Command::Agent(a)) => {
+            let (server, mac) = agent::from_cmdline(&agent::kernel_cmdline());
+            match (a.server.or(server), a.mac.or(mac)) {
+                (Some(server), Some(mac)) => agent::run(agent::AgentArgs {
+                    server,
+                    mac,
+                    no_reboot: a.no_reboot,
+                    retries: a.retries,
+                    wait: std::time::Duration::from_secs(a.wait),
+                }),
+                _ => {
+                    eprintln!(
+                        "bty agent: no bty.server= and bty.mac= on the kernel command line; pass --server and --mac"
+                    );
+                    exit::REFUSED
+                }
+            }
         }
+        None if cli.mac.is_some() => agent::run(agent::AgentArgs {
+            server: cli.server.unwrap_or_else(|| "bty-server".into()),
+            mac: cli.mac.unwrap_or_default(),
+            no_reboot: cli.no_reboot,
+            retries: 2,
+            wait: std::time::Duration::from_secs(300),
+        }),
         None => wizard::run(wizard::WizardArgs {
             catalog: cli.catalog,
             server: cli.server,

@@ -236,6 +236,34 @@ pub async fn put(
     }
 }
 
+/// `GET /netboot`: which boot files are present (the netboot environment, the iPXE binaries),
+/// and the TFTP server's state.
+pub async fn status(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let file = |dir: &FsPath, name: &str| {
+        let meta = std::fs::metadata(dir.join(name))
+            .ok()
+            .filter(|m| m.is_file());
+        serde_json::json!({"name": name, "present": meta.is_some(), "size_bytes": meta.map(|m| m.len())})
+    };
+    let boot = &s.cfg.boot_dir;
+    let tftp_root = s
+        .cfg
+        .tftp
+        .as_ref()
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| boot.clone());
+    Json(serde_json::json!({
+        "boot_dir": boot.display().to_string(),
+        "netboot": [file(boot, &s.cfg.netboot.kernel), file(boot, &s.cfg.netboot.initrd)],
+        "ipxe": crate::tftp::IPXE_FILES.iter().map(|n| file(&tftp_root, n)).collect::<Vec<_>>(),
+        "tftp": {
+            "enabled": s.cfg.tftp.is_some(),
+            "listening": s.tftp_addr.map(|a| a.to_string()),
+            "root": tftp_root.display().to_string(),
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 pub struct Server {
     pub base: String,
+    /// What the server printed before it was ready.
+    pub startup: Vec<String>,
     pub state: tempfile::TempDir,
     child: Child,
 }
@@ -50,6 +52,7 @@ impl Server {
         let mut child = cmd.spawn().expect("start bty-web");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let mut startup = Vec::new();
         let base = loop {
             let line = lines
                 .next()
@@ -58,10 +61,16 @@ impl Server {
             if let Some(rest) = line.split("serving on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
+            startup.push(line);
         };
         // Keep draining stderr so the server never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Server { base, state, child }
+        Server {
+            base,
+            startup,
+            state,
+            child,
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {

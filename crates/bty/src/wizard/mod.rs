@@ -5,7 +5,7 @@
 pub mod app;
 mod jobs;
 pub mod screens;
-mod system;
+
 pub mod theme;
 pub mod view;
 
@@ -61,7 +61,7 @@ pub fn run(args: WizardArgs) -> u8 {
         image_root: image_root().display().to_string(),
         default_catalog: default_catalog(),
         show_all_disks: args.all_disks,
-        live: system::live_environment(),
+        live: crate::system::live_environment(),
     };
     let (tx, rx) = channel();
     let jobs = Jobs {
@@ -102,7 +102,7 @@ pub fn run(args: WizardArgs) -> u8 {
     let code = summary(&app);
     if app.reboot_requested {
         eprintln!("bty: rebooting now ...");
-        if let Err(e) = system::reboot() {
+        if let Err(e) = crate::system::reboot() {
             eprintln!("bty: reboot failed: {e}");
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod registry;
 pub mod server;
+pub mod web;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -1,0 +1,371 @@
+//! The server-driven agent: `bty --server S --mac M`, or `bty agent` (reads `bty.server=` and
+//! `bty.mac=` from the kernel command line). It posts the machine's inventory, asks for the
+//! plan and carries it out with no human: `flash` (the disk with the plan's serial, the image's
+//! sha256 verified, progress reported about once a second, `done` posted, reboot),
+//! `interactive` (the wizard on the server's catalog), `inventory` (reboot), `exit`.
+//!
+//! On a failed flash it posts `failed` with the stage and reason, shows the error, and tries
+//! again up to `--retries` times; then, at a terminal, it waits for the operator instead of
+//! rebooting into another attempt (no reboot loops); without a terminal it exits 1.
+
+mod inventory;
+mod server;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bty_image::digest::Sha256Digest;
+use bty_image::flash::preflight;
+use bty_image::{CancelToken, FlashOptions, Progress, Target, ZeroMode, flash, inspect};
+use bty_proto::Mac;
+use bty_proto::plan::Plan;
+use bty_source::HttpClient;
+use bty_source::resolve::{ResolveOptions, resolve};
+
+use self::server::Server;
+use crate::exit;
+
+pub struct AgentArgs {
+    pub server: String,
+    pub mac: String,
+    pub no_reboot: bool,
+    pub retries: u32,
+    pub wait: Duration,
+}
+
+/// `bty.server=` and `bty.mac=` from a kernel command line.
+pub fn from_cmdline(cmdline: &str) -> (Option<String>, Option<String>) {
+    let mut server = None;
+    let mut mac = None;
+    for w in cmdline.split_whitespace() {
+        if let Some(v) = w.strip_prefix("bty.server=") {
+            server.get_or_insert_with(|| v.to_string());
+        } else if let Some(v) = w.strip_prefix("bty.mac=") {
+            mac.get_or_insert_with(|| v.to_string());
+        }
+    }
+    (server, mac)
+}
+
+/// The kernel command line (in debug and test builds `BTY_TEST_CMDLINE` may replace it).
+pub fn kernel_cmdline() -> String {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("BTY_TEST_CMDLINE") {
+        return v;
+    }
+    std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+}
+
+fn say(msg: &str) {
+    eprintln!("bty agent: {msg}");
+}
+
+pub fn run(args: AgentArgs) -> u8 {
+    let mac = match Mac::parse(&args.mac) {
+        Ok(m) => m.to_string(),
+        Err(e) => {
+            say(&format!("{e}"));
+            return exit::REFUSED;
+        }
+    };
+    let server = Server::new(&args.server, &mac, args.wait);
+    say(&format!("server {} mac {mac}", server.base));
+
+    let disks = inventory::disks();
+    let body = serde_json::json!({
+        "disks": inventory::wire_disks(&disks),
+        "lshw": inventory::hardware(),
+    });
+    let mut posted = server.post_inventory(&body.to_string());
+    if let Err(server::CallError::Status(404, _)) = posted {
+        // The server has not met this MAC yet (booted by hand, not by PXE): asking for the
+        // plan introduces it, then the inventory is accepted.
+        say("the server does not know this machine yet; introducing it");
+        let _ = server.get_plan();
+        posted = server.post_inventory(&body.to_string());
+    }
+    if let Err(e) = posted {
+        say(&format!("posting the inventory failed: {e}"));
+        return operator_or_exit(&args, "inventory", &e.to_string());
+    }
+    let plan = match server.get_plan() {
+        Ok(p) => p,
+        Err(e) => {
+            say(&format!("getting the plan failed: {e}"));
+            return operator_or_exit(&args, "plan", &e.to_string());
+        }
+    };
+    match plan {
+        Plan::Exit => {
+            say("plan: exit");
+            exit::OK
+        }
+        Plan::Inventory => {
+            say("plan: inventory (posted)");
+            finish(&args)
+        }
+        Plan::Interactive { catalog } => {
+            say(&format!("plan: interactive, catalog {catalog}"));
+            crate::wizard::run(crate::wizard::WizardArgs {
+                catalog: Some(catalog),
+                ..Default::default()
+            })
+        }
+        Plan::Flash {
+            image,
+            target_disk_serial,
+            name,
+            disk_image_sha,
+            ..
+        } => {
+            say(&format!(
+                "plan: flash {name} ({image}) onto the disk with serial {target_disk_serial}"
+            ));
+            let job = FlashJob {
+                image,
+                serial: target_disk_serial,
+                sha: disk_image_sha,
+            };
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match job.run(&server) {
+                    Ok(summary) => {
+                        say(&summary);
+                        if let Err(e) = server.post_done() {
+                            say(&format!("reporting done failed: {e}"));
+                        }
+                        return finish(&args);
+                    }
+                    Err((stage, reason)) => {
+                        say(&format!("FLASH FAILED while {stage}: {reason}"));
+                        server.post_failed(stage, &reason);
+                        if attempt > args.retries {
+                            return operator_or_exit(&args, stage, &reason);
+                        }
+                        say(&format!("trying again ({} of {})", attempt, args.retries));
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Done: reboot (unless `--no-reboot`).
+fn finish(args: &AgentArgs) -> u8 {
+    if args.no_reboot {
+        say("not rebooting (--no-reboot)");
+        return exit::OK;
+    }
+    say("rebooting");
+    match crate::system::reboot() {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            say(&format!("reboot failed: {e}"));
+            exit::FAILED_AFTER_WRITE
+        }
+    }
+}
+
+/// Out of retries: at a terminal, wait for the operator; otherwise exit 1.
+fn operator_or_exit(args: &AgentArgs, stage: &str, reason: &str) -> u8 {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return exit::FAILED_AFTER_WRITE;
+    }
+    eprintln!(
+        "\nbty agent stopped while {stage}: {reason}\nThe machine will not reboot on its own. Type 'reboot' to reboot, or 'shell' to exit to a shell."
+    );
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return exit::FAILED_AFTER_WRITE;
+        }
+        match line.trim() {
+            "reboot" if !args.no_reboot => {
+                let _ = crate::system::reboot();
+            }
+            "shell" | "exit" => return exit::FAILED_AFTER_WRITE,
+            _ => eprintln!("type 'reboot' or 'shell'"),
+        }
+    }
+}
+
+struct FlashJob {
+    image: String,
+    serial: String,
+    sha: Option<String>,
+}
+
+type Failure = (&'static str, String);
+
+impl FlashJob {
+    /// Find the disk, write the image, verify the published digest; a summary line.
+    fn run(&self, server: &Server) -> Result<String, Failure> {
+        let all = inventory::disks();
+        let matching: Vec<_> = all
+            .iter()
+            .filter(|c| c.disk.serial.as_deref() == Some(self.serial.as_str()))
+            .collect();
+        let seen = || {
+            let mut s: Vec<String> = all.iter().filter_map(|c| c.disk.serial.clone()).collect();
+            s.sort();
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.join(", ")
+            }
+        };
+        let disk = match matching.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err((
+                    "finding the disk",
+                    format!(
+                        "no disk has serial {:?} (serials seen: {})",
+                        self.serial,
+                        seen()
+                    ),
+                ));
+            }
+            many => {
+                let paths: Vec<String> = many
+                    .iter()
+                    .map(|c| c.disk.path.display().to_string())
+                    .collect();
+                return Err((
+                    "finding the disk",
+                    format!(
+                        "{} disks have serial {:?} ({}); refusing to guess",
+                        many.len(),
+                        self.serial,
+                        paths.join(", ")
+                    ),
+                ));
+            }
+        };
+        let expected = match &self.sha {
+            Some(h) => Some(
+                Sha256Digest::parse(h)
+                    .map_err(|e| ("reading the plan", format!("disk_image_sha: {e}")))?,
+            ),
+            None => None,
+        };
+        let resolved = resolve(
+            &self.image,
+            &HttpClient::default(),
+            &ResolveOptions::default(),
+        )
+        .map_err(|e| ("downloading", e.to_string()))?;
+        let source = resolved.source;
+        let info = inspect(source.as_ref()).map_err(|e| ("reading the image", e.to_string()))?;
+        let target =
+            Target::open(&disk.disk.path).map_err(|e| ("opening the disk", e.to_string()))?;
+        if let Err(e) = preflight(source.as_ref(), &info, &target) {
+            target.abandon();
+            return Err(("checking the disk", e.to_string()));
+        }
+        say(&format!(
+            "writing {} onto {} (serial {})",
+            info.layer_chain(),
+            disk.disk.path.display(),
+            self.serial
+        ));
+        let latest: Arc<Mutex<Option<Progress>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reporter = {
+            let (latest, stop) = (Arc::clone(&latest), Arc::clone(&stop));
+            let server = server_clone(server);
+            std::thread::spawn(move || {
+                // About once a second while writing, and once more at the end.
+                let mut last_round = false;
+                while !last_round {
+                    for _ in 0..10 {
+                        if stop.load(Ordering::Relaxed) {
+                            last_round = true;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    let p = latest.lock().ok().and_then(|mut l| l.take());
+                    if let Some(p) = p {
+                        let body = serde_json::json!({
+                            "bytes_done": p.bytes_written,
+                            "bytes_total": p.total,
+                            "rate": p.rate,
+                            "stage": p.stage.label(),
+                        });
+                        server.post_progress(&body.to_string());
+                    }
+                }
+            })
+        };
+        let sink = {
+            let latest = Arc::clone(&latest);
+            move |p: &Progress| {
+                if let Ok(mut l) = latest.lock() {
+                    *l = Some(p.clone());
+                }
+            }
+        };
+        let opts = FlashOptions {
+            expected_sha256: expected,
+            verify: false,
+            zeroes: ZeroMode::Auto,
+            ..FlashOptions::default()
+        };
+        let result = flash(&source, &info, &target, &opts, &sink, &CancelToken::new());
+        stop.store(true, Ordering::Relaxed);
+        let _ = reporter.join();
+        match result {
+            Ok(r) => Ok(format!(
+                "wrote {} bytes onto {}, digest {}:{}{}",
+                r.image_bytes,
+                r.target,
+                r.image_digest_algorithm,
+                r.image_digest,
+                if r.source_sha256.is_some() {
+                    ", published sha256 verified"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => {
+                if !e.write_began {
+                    target.abandon();
+                }
+                let wiped = match (&e.wipe, e.write_began) {
+                    (_, false) => "the disk was not modified".to_string(),
+                    (Some(Ok(())), true) => "the disk was wiped".to_string(),
+                    (Some(Err(w)), true) => format!("wiping the disk failed: {w}"),
+                    (None, true) => "the disk was left partly written".to_string(),
+                };
+                Err(("writing", format!("{}; {wiped}", e.failure)))
+            }
+        }
+    }
+}
+
+fn server_clone(s: &Server) -> Server {
+    Server::new(&s.base, &s.mac, s.wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_arguments() {
+        let (s, m) = from_cmdline(
+            "quiet bty.server=http://10.0.2.2:8080 console=ttyS0 bty.mac=52:54:00:12:34:56 bty.mac=x",
+        );
+        assert_eq!(s.as_deref(), Some("http://10.0.2.2:8080"));
+        assert_eq!(m.as_deref(), Some("52:54:00:12:34:56"));
+        assert_eq!(from_cmdline("quiet"), (None, None));
+    }
+}

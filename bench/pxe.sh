@@ -30,53 +30,59 @@ start() {
         "$@" >"$BENCH_DIR/$name.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0; sleep 0.2; done
-    echo "$name did not start; see $BENCH_DIR/$name.log" >&2; exit 1
+    echo "$name did not start; see $BENCH_DIR/$name.log" >&2; return 1
 }
 
-# measure NAME → "rps p99_ms storm_ok storm_err storm_p99_ms"
+# wrk's latency percentile line ("50%", "99%") in ms
+pct() { awk -v q="$1" '$1==q {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}'; }
+
+# measure NAME → "rps p50 p99 storm_ok storm_err storm_p50 storm_p99 storm_max storm_wall fc_rps fc_p99"
 measure() {
     local base="http://127.0.0.1:$PORT" jar="$BENCH_DIR/$1.cookies"
     curl -s -c "$jar" -o /dev/null -d password=bty-lab "$base/ui/login"
     curl -s -b "$jar" -o /dev/null -X PUT -H 'content-type: application/json' \
         -d '{"boot_mode": "ipxe-exit"}' "$base/machines/52:54:00:00:00:01"
-    local out rps p99 storm
+    local out rps p50 p99 storm fc fc_rps fc_p99
     out=$(wrk -t2 -c32 -d10s --latency "$base/pxe/52:54:00:00:00:01")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-    local errs
-    errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
-    [ -n "$errs" ] && echo "  $1 wrk: $errs" >&2
+    p50=$(pct 50% <<<"$out"); p99=$(pct 99% <<<"$out")
+    awk '/Non-2xx|Socket errors/ {print "  '"$1"' wrk: " $0}' <<<"$out" >&2
     storm=$(python3 bench/storm.py "$base" 1000 64)
-    echo "$rps $p99 $storm"
+    fc=$(wrk -t2 -c64 -d5s --latency -s bench/first-contact.lua "$base")
+    fc_rps=$(awk '/Requests\/sec/ {print $2}' <<<"$fc"); fc_p99=$(pct 99% <<<"$fc")
+    awk '/Non-2xx|Socket errors/ {print "  '"$1"' first contacts: " $0}' <<<"$fc" >&2
+    echo "$rps $p50 $p99 $storm $fc_rps $fc_p99"
 }
 
-start bty "$BIN"
-read -r B_RPS B_P99 B_OK B_ERR B_P50S B_P99S B_MAXS B_WALL <<<"$(measure bty)"
+start bty "$BIN" || exit 1
+read -r B_RPS B_P50 B_P99 B_OK B_ERR B_P50S B_P99S B_MAXS B_WALL B_FC B_FC99 <<<"$(measure bty)"
 
 U_RPS=""
 if [ $UPSTREAM = 1 ]; then
     if [ ! -x "$BENCH_DIR/venv/bin/bty-web" ]; then
-        python3 -m venv "$BENCH_DIR/venv" && "$BENCH_DIR/venv/bin/pip" install -q bty-lab==0.47.0 || true
+        python3 -m venv "$BENCH_DIR/venv" && "$BENCH_DIR/venv/bin/pip" install -q "bty-lab[web]==0.47.0" || true
     fi
     if [ -x "$BENCH_DIR/venv/bin/bty-web" ]; then
-        start upstream "$BENCH_DIR/venv/bin/bty-web"
-        read -r U_RPS U_P99 U_OK U_ERR U_P50S U_P99S U_MAXS U_WALL <<<"$(measure upstream)"
+        if start upstream "$BENCH_DIR/venv/bin/bty-web"; then
+            read -r U_RPS U_P50 U_P99 U_OK U_ERR U_P50S U_P99S U_MAXS U_WALL U_FC U_FC99 <<<"$(measure upstream)"
+        fi
     else
         echo "upstream bty-web 0.47.0 could not be installed; bty only" >&2
     fi
 fi
 
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if b else '-')" "$1" "$2"; }
-printf '\n%-34s %14s %14s %8s\n' "measure (2 cores, loopback)" "bty-web" "upstream 0.47" "ratio"
-if [ -n "$U_RPS" ]; then
-    printf '%-34s %14s %14s %8s\n' "/pxe/{mac} req/s (wrk -c32 10s)" "$B_RPS" "$U_RPS" "$(ratio "$B_RPS" "$U_RPS")"
-    printf '%-34s %14s %14s %8s\n' "/pxe/{mac} p99 ms" "$B_P99" "$U_P99" "$(ratio "$U_P99" "$B_P99")"
-    printf '%-34s %14s %14s %8s\n' "storm: answered of 1000" "$B_OK" "$U_OK" ""
-    printf '%-34s %14s %14s %8s\n' "storm: p99 ms (64 concurrent)" "$B_P99S" "$U_P99S" "$(ratio "$U_P99S" "$B_P99S")"
-    printf '%-34s %14s %14s %8s\n' "storm: wall s" "$B_WALL" "$U_WALL" "$(ratio "$U_WALL" "$B_WALL")"
-else
-    printf '%-34s %14s\n' "/pxe/{mac} req/s (wrk -c32 10s)" "$B_RPS"
-    printf '%-34s %14s\n' "/pxe/{mac} p99 ms" "$B_P99"
-    printf '%-34s %14s\n' "storm: answered of 1000" "$B_OK"
-    printf '%-34s %14s\n' "storm: p99 ms (64 concurrent)" "$B_P99S"
-fi
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.1f}x' if a and b else '-')" "$1" "$2"; }
+printf '\n%-40s %12s %14s %8s\n' "measure (2 cores, loopback)" "bty-web" "upstream 0.47" "ratio"
+row() { # label bty upstream ratio
+    if [ -n "$U_RPS" ]; then printf '%-40s %12s %14s %8s\n' "$1" "$2" "$3" "$4"; else printf '%-40s %12s\n' "$1" "$2"; fi
+}
+r() { [ -n "$U_RPS" ] && ratio "$@" || true; }
+row "/pxe/{mac} known, req/s (wrk -c32 10s)" "$B_RPS" "$U_RPS" "$(r "$B_RPS" "$U_RPS")"
+row "/pxe/{mac} known, p50 ms" "$B_P50" "${U_P50:-}" "$(r "${U_P50:-0}" "$B_P50")"
+row "/pxe/{mac} known, p99 ms" "$B_P99" "${U_P99:-}" "$(r "${U_P99:-0}" "$B_P99")"
+row "storm: answered of 1000 (64 at once)" "$B_OK" "${U_OK:-}" ""
+row "storm: p50 ms" "$B_P50S" "${U_P50S:-}" "$(r "${U_P50S:-0}" "$B_P50S")"
+row "storm: p99 ms" "$B_P99S" "${U_P99S:-}" "$(r "${U_P99S:-0}" "$B_P99S")"
+row "storm: wall s" "$B_WALL" "${U_WALL:-}" "$(r "${U_WALL:-0}" "$B_WALL")"
+row "first contacts/s (wrk -c64 5s, new MACs)" "$B_FC" "${U_FC:-}" "$(r "$B_FC" "${U_FC:-0}")"
+row "first contacts p99 ms" "$B_FC99" "${U_FC99:-}" "$(r "${U_FC99:-0}" "$B_FC99")"

@@ -72,9 +72,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(
             "the admin password is the default (bty-lab): anyone on the network can sign in; set [admin] password or BTY_ADMIN_PASSWORD"
         );
-        eprintln!(
-            "bty-web: WARNING: the admin password is the default 'bty-lab'; set [admin] password or BTY_ADMIN_PASSWORD"
-        );
     }
     for f in tftp::IPXE_FILES {
         let root = cfg

@@ -299,3 +299,24 @@ fn cross_site_state_changes_are_refused() {
     assert_eq!(r.status, 200);
     assert!(r.header("access-control-allow-origin").is_none());
 }
+
+#[test]
+fn forwarded_addresses_only_from_trusted_proxies() {
+    let xff = [("x-forwarded-for", "198.51.100.7, 10.0.0.9")];
+    // Untrusted: the header is ignored.
+    let s = Server::start();
+    let mut c = s.client();
+    c.request("GET", "/pxe/52:54:00:00:09:01", &xff, None);
+    let mut admin = s.signed_in("bty-lab");
+    let m = admin.get("/machines/52:54:00:00:09:01").json();
+    assert_eq!(m["last_seen_ip"], "127.0.0.1");
+    // Behind a trusted proxy (us, 127.0.0.1, and 10.0.0.9): the right-most untrusted hop.
+    let s = Server::start_with(&[("BTY_SERVER_TRUSTED_PROXY", "127.0.0.1, 10.0.0.9")]);
+    let mut c = s.client();
+    c.request("GET", "/pxe/52:54:00:00:09:02", &xff, None);
+    let mut admin = s.signed_in("bty-lab");
+    let m = admin.get("/machines/52:54:00:00:09:02").json();
+    assert_eq!(m["last_seen_ip"], "198.51.100.7");
+    let e = admin.get("/events?kind=machine.discovered").json();
+    assert_eq!(e["events"][0]["source_ip"], "198.51.100.7");
+}

@@ -17,9 +17,11 @@ pub struct NewEvent {
 }
 
 pub fn record(c: &Connection, e: &NewEvent) -> rusqlite::Result<i64> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO events (ts, kind, subject_kind, subject_id, actor, source_ip, summary, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(
         rusqlite::params![
             super::now(),
             e.kind,
@@ -110,5 +112,9 @@ pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
 
 /// Mark one event acknowledged; false if there is none with that id.
 pub fn ack(c: &Connection, id: i64) -> rusqlite::Result<bool> {
-    Ok(c.execute("UPDATE events SET acknowledged = 1 WHERE id = ?1", [id])? == 1)
+    Ok(
+        c.prepare_cached("UPDATE events SET acknowledged = 1 WHERE id = ?1")?
+            .execute([id])?
+            == 1,
+    )
 }

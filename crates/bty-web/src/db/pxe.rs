@@ -28,11 +28,13 @@ fn pxe_event(
 
 /// The machine's state for the decisions, with its catalog entry.
 pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
-    c.query_row(
+    c.prepare_cached(
         "SELECT m.boot_mode, m.bty_image_ref, m.target_disk_serial, m.sanboot_drive, m.saw_flasher_boot, m.cycle_done,
                 e.name, e.format, e.src, e.resolved_src, e.disk_image_sha
          FROM machines m LEFT JOIN catalog_entries e ON e.bty_image_ref = m.bty_image_ref
          WHERE m.mac = ?1",
+    )?
+    .query_row(
         [mac],
         |r| {
             let name: Option<String> = r.get(6)?;
@@ -65,9 +67,11 @@ pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
 /// however many contacts race), touch `last_seen`, and return its state.
 pub fn contact(c: &Connection, mac: &str, ip: &str) -> rusqlite::Result<(bool, PxeState)> {
     let now = super::now();
-    let new = c.execute(
+    let new = c.prepare_cached(
         "INSERT INTO machines (mac, boot_mode, discovered_at, last_seen_at, last_seen_ip, created_at, updated_at)
          VALUES (?1, 'bty-inventory', ?2, ?2, ?3, ?2, ?2) ON CONFLICT(mac) DO NOTHING",
+    )?
+    .execute(
         rusqlite::params![mac, now, ip],
     )? == 1;
     if new {
@@ -82,11 +86,11 @@ pub fn contact(c: &Connection, mac: &str, ip: &str) -> rusqlite::Result<(bool, P
             ),
         )?;
     } else {
-        c.execute(
+        c.prepare_cached(
             "UPDATE machines SET last_seen_at = ?2, last_seen_ip = ?3, updated_at = ?2,
                  discovered_at = COALESCE(discovered_at, ?2) WHERE mac = ?1",
-            rusqlite::params![mac, now, ip],
-        )?;
+        )?
+        .execute(rusqlite::params![mac, now, ip])?;
     }
     let s = state(c, mac)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok((new, s))
@@ -102,10 +106,10 @@ pub fn offered(
     details: serde_json::Value,
 ) -> rusqlite::Result<()> {
     if clear {
-        c.execute(
+        c.prepare_cached(
             "UPDATE machines SET saw_flasher_boot = 0, cycle_done = 0 WHERE mac = ?1",
-            [mac],
-        )?;
+        )?
+        .execute([mac])?;
     }
     let summary = format!("{mac}: {}", details["offer_kind"].as_str().unwrap_or(kind));
     events::record(c, &pxe_event(kind, mac, ip, summary, details))?;
@@ -116,16 +120,16 @@ pub fn offered(
 /// cycling mode and not armed yet. True when this armed it.
 pub fn arm(c: &Connection, mac: &str, ip: &str, file: &str) -> rusqlite::Result<bool> {
     let now = super::now();
-    c.execute(
-        "UPDATE machines SET last_seen_at = ?2, last_seen_ip = ?3 WHERE mac = ?1",
-        rusqlite::params![mac, now, ip],
-    )?;
-    let armed = c.execute(
-        "UPDATE machines SET saw_flasher_boot = 1, cycle_done = 0, cycle = cycle + 1
+    c.prepare_cached("UPDATE machines SET last_seen_at = ?2, last_seen_ip = ?3 WHERE mac = ?1")?
+        .execute(rusqlite::params![mac, now, ip])?;
+    let armed = c
+        .prepare_cached(
+            "UPDATE machines SET saw_flasher_boot = 1, cycle_done = 0, cycle = cycle + 1
          WHERE mac = ?1 AND saw_flasher_boot = 0
            AND boot_mode IN ('bty-flash-always', 'bty-flash-once', 'bty-inventory')",
-        [mac],
-    )? == 1;
+        )?
+        .execute([mac])?
+        == 1;
     if armed {
         let cycle: i64 = c.query_row("SELECT cycle FROM machines WHERE mac = ?1", [mac], |r| {
             r.get(0)
@@ -173,10 +177,12 @@ pub fn done(c: &Connection, mac: &str, ip: &str) -> rusqlite::Result<bool> {
         return Ok(false);
     }
     let now = super::now();
-    c.execute(
+    c.prepare_cached(
         "UPDATE machines SET last_flashed_at = ?2, last_seen_at = ?2, last_seen_ip = ?3, updated_at = ?2,
              cycle_done = CASE WHEN saw_flasher_boot = 1 AND boot_mode IN ('bty-flash-always', 'bty-flash-once') THEN 1 ELSE cycle_done END
          WHERE mac = ?1",
+    )?
+    .execute(
         rusqlite::params![mac, now, ip],
     )?;
     events::record(
@@ -215,17 +221,17 @@ pub fn inventory(
         return Ok(false);
     }
     let now = super::now();
-    c.execute(
+    c.prepare_cached(
         "UPDATE machines SET known_disks = ?2, known_disks_at = ?3, last_seen_at = ?3, last_seen_ip = ?4, updated_at = ?3,
              cycle_done = CASE WHEN saw_flasher_boot = 1 AND boot_mode = 'bty-inventory' THEN 1 ELSE cycle_done END
          WHERE mac = ?1",
+    )?
+    .execute(
         rusqlite::params![mac, disks, now, ip],
     )?;
     if let Some(l) = lshw {
-        c.execute(
-            "UPDATE machines SET hw_lshw = ?2, hw_lshw_at = ?3 WHERE mac = ?1",
-            rusqlite::params![mac, l, now],
-        )?;
+        c.prepare_cached("UPDATE machines SET hw_lshw = ?2, hw_lshw_at = ?3 WHERE mac = ?1")?
+            .execute(rusqlite::params![mac, l, now])?;
     }
     events::record(
         c,
@@ -258,8 +264,10 @@ pub fn failed(
         return Ok(false);
     }
     let now = super::now();
-    c.execute(
+    c.prepare_cached(
         "UPDATE machines SET saw_flasher_boot = 0, cycle_done = 0, last_failed_at = ?2, last_seen_at = ?2, last_seen_ip = ?3 WHERE mac = ?1",
+    )?
+    .execute(
         rusqlite::params![mac, now, ip],
     )?;
     events::record(

@@ -274,3 +274,27 @@ fn bty_agent_reads_the_kernel_command_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Upstream 0.47 has no `failed` or `progress` routes: the agent notes the 404 and carries on.
+#[test]
+fn an_upstream_server_without_failed_or_progress_routes() {
+    let files = TestServer::start();
+    let (_, url, _) = published(&files, MIB, 12);
+    let mac = "52:54:00:aa:00:07";
+    // A stand-in for upstream: inventory and plan answer; failed and progress are 404.
+    files.put(&format!("/pxe/{mac}/inventory"), Vec::new());
+    let plan = json!({"mode": "flash", "image": url, "target_disk_serial": "UP-S1", "name": "lab.img.zst",
+                      "disk_image_sha": "00".repeat(32)});
+    files.put(&format!("/pxe/{mac}/plan"), plan.to_string().into_bytes());
+    let disk = LoopDev::new(4 * MIB, 13);
+    let out = agent(
+        &files.url(""),
+        mac,
+        &format!("{}=UP-S1", disk.path.display()),
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("FLASH FAILED while writing"), "{err}");
+    assert!(err.contains("has no /failed route"), "{err}");
+}

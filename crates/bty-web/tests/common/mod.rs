@@ -255,6 +255,11 @@ pub fn serve_files(files: Vec<(&'static str, String)>) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+pub fn sha256_hex_bytes(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
 pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))

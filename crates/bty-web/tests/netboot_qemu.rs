@@ -1,0 +1,339 @@
+//! The fleet loop for real: QEMU (TCG) with SeaBIOS and Debian's iPXE ROM boots from bty-web on
+//! 127.0.0.1 through user-mode networking (`bootfile=http://10.0.2.2:PORT/pxe-bootstrap.ipxe`),
+//! runs our netboot environment (netboot/build.sh, with this build's `bty`), and the agent
+//! writes the bound image onto the virtio disk with serial BTYTEST. The first boot is stopped
+//! as soon as the server sees progress (a crash mid-write): the next boot must get the flasher
+//! again and finish; the boot after that must boot the disk, whose boot sector prints a marker.
+//! With OVMF, the flash and the local-disk script are checked. Serial logs are kept in the
+//! target folder for failures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::json;
+
+const MAC: &str = "52:54:00:12:34:56";
+/// A boot timeout: bounds a hang, does not measure speed.
+const BOOT: Duration = Duration::from_secs(240);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn work() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("netboot-e2e")
+}
+
+fn sh(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The netboot files and a portable QEMU, made once per target folder.
+fn prepare() -> (PathBuf, PathBuf) {
+    static ONCE: Once = Once::new();
+    let w = work();
+    ONCE.call_once(|| {
+        std::fs::create_dir_all(&w).unwrap();
+        let bty = PathBuf::from(env!("CARGO_BIN_EXE_bty-web")).with_file_name("bty");
+        assert!(
+            bty.exists(),
+            "{} missing: run the tests with --workspace",
+            bty.display()
+        );
+        sh(
+            Command::new("bash")
+                .arg(repo().join("netboot/build.sh"))
+                .arg("--out")
+                .arg(w.join("netboot"))
+                .arg("--bty")
+                .arg(&bty),
+            "netboot/build.sh",
+        );
+        sh(
+            Command::new("bash")
+                .arg(repo().join("netboot/qemu-portable.sh"))
+                .arg(w.join("qemu")),
+            "netboot/qemu-portable.sh",
+        );
+    });
+    (w.join("netboot"), w.join("qemu/run-qemu"))
+}
+
+/// A 512-byte boot sector that prints BTY-BOOT-OK through the BIOS and halts.
+fn boot_sector() -> Vec<u8> {
+    let mut s = vec![
+        0x31, 0xC0, 0x8E, 0xD8, 0xBE, 0x15, 0x7C, 0xAC, 0x84, 0xC0, 0x74, 0x06, 0xB4, 0x0E, 0xCD,
+        0x10, 0xEB, 0xF5, 0xF4, 0xEB, 0xFD,
+    ];
+    s.extend_from_slice(b"BTY-BOOT-OK\r\n\0");
+    s.resize(510, 0);
+    s.extend_from_slice(&[0x55, 0xAA]);
+    s
+}
+
+struct Vm {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Vm {
+    fn start(qemu: &Path, port: u16, disk: &Path, log: &Path, uefi: Option<&Path>) -> Vm {
+        let _ = std::fs::remove_file(log);
+        let mut cmd = Command::new(qemu);
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-m",
+            "1024",
+            "-display",
+            "none",
+            "-machine",
+            "graphics=off",
+        ])
+        .args(["-no-reboot", "-monitor", "none"])
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n0,bootfile=http://10.0.2.2:{port}/pxe-bootstrap.ipxe"
+        ))
+        .arg("-device")
+        .arg(format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=none,id=t0", disk.display()))
+        .args([
+            "-device",
+            "virtio-blk-pci,drive=t0,serial=BTYTEST,bootindex=2",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(vars) = uefi {
+            let code = qemu.with_file_name("root/usr/share/OVMF/OVMF_CODE_4M.fd");
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                ))
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
+        }
+        Vm {
+            child: cmd.spawn().expect("qemu"),
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn serial(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Wait until `done` says so or the VM exits; false on timeout (the VM is then killed).
+    fn wait(&mut self, mut done: impl FnMut(&Vm) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < BOOT {
+            if done(self) {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return done(self);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(s: &Server, netboot: &Path, image_len: usize) -> Vec<u8> {
+    let boot = s.state_dir().join("boot");
+    for f in ["bty-netboot-x86_64.vmlinuz", "bty-netboot-x86_64.initrd"] {
+        std::fs::copy(netboot.join(f), boot.join(f)).unwrap();
+    }
+    // The image: the marker boot sector, then incompressible data (so writing takes a while).
+    let mut image = boot_sector();
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    while image.len() < image_len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        image.extend_from_slice(&x.to_le_bytes());
+    }
+    image.truncate(image_len);
+    let raw = boot.join("image.raw");
+    std::fs::write(&raw, &image).unwrap();
+    sh(
+        Command::new("zstd")
+            .args(["-q", "-f", "--rm"])
+            .arg(&raw)
+            .arg("-o")
+            .arg(boot.join("image.img.zst")),
+        "zstd",
+    );
+    let zst = std::fs::read(boot.join("image.img.zst")).unwrap();
+    let sha = common::sha256_hex_bytes(&zst);
+    let port = s.base.rsplit(':').next().unwrap();
+    let mut admin = s.signed_in("bty-lab");
+    let r = admin.json(
+        "POST",
+        "/catalog/entries",
+        &json!({"image_url": format!("http://10.0.2.2:{port}/boot/image.img.zst"), "sha256": sha}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let image_ref = r.json()["bty_image_ref"].as_str().unwrap().to_string();
+    let r = admin.json(
+        "PUT",
+        &format!("/machines/{MAC}"),
+        &json!({"bty_image_ref": image_ref, "boot_mode": "bty-flash-once", "target_disk_serial": "BTYTEST"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    image
+}
+
+fn port_of(s: &Server) -> u16 {
+    s.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn keep_log(vm: &Vm, name: &str) {
+    let _ = std::fs::copy(&vm.log, work().join(name));
+}
+
+#[test]
+fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
+    let (netboot, qemu) = prepare();
+    let s = Server::start();
+    let image = setup(&s, &netboot, 48 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    std::fs::write(&disk, vec![0u8; 0]).unwrap();
+    sh(
+        Command::new("truncate").args(["-s", "128M"]).arg(&disk),
+        "truncate",
+    );
+    let mut admin = s.signed_in("bty-lab");
+    let log = dir.path().join("serial.log");
+
+    // Boot 1: stopped when the server first sees progress.
+    let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);
+    let saw_progress =
+        vm.wait(|_| admin.get(&format!("/machines/{MAC}")).json()["flash_progress"].is_object());
+    keep_log(&vm, "bios-boot1.log");
+    assert!(saw_progress, "no progress seen; serial:\n{}", vm.serial());
+    drop(vm);
+
+    // Boot 2: the flasher again (never the half-written disk), which finishes.
+    let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);
+    let finished = vm.wait(|v| v.serial().contains("bty agent: rebooting"));
+    keep_log(&vm, "bios-boot2.log");
+    assert!(
+        finished,
+        "second boot did not finish; serial:\n{}",
+        vm.serial()
+    );
+    assert!(vm.serial().contains("plan: flash"), "{}", vm.serial());
+    // The agent reboots; with -no-reboot QEMU then exits. Wait for that before reading the disk.
+    let start = Instant::now();
+    while !vm.exited() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(vm);
+    let written = std::fs::read(&disk).unwrap();
+    assert!(
+        written[..image.len()] == image[..],
+        "the disk does not hold the image"
+    );
+    let m = admin.get(&format!("/machines/{MAC}")).json();
+    assert!(m["last_flashed_at"].is_string(), "{m}");
+
+    // Boot 3: the local disk, whose boot sector prints the marker.
+    let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);
+    let booted = vm.wait(|v| v.serial().contains("BTY-BOOT-OK"));
+    keep_log(&vm, "bios-boot3.log");
+    assert!(
+        booted,
+        "the flashed disk did not boot; serial:\n{}",
+        vm.serial()
+    );
+    assert!(!vm.exited() || vm.serial().contains("BTY-BOOT-OK"));
+    let ev = admin
+        .get(&format!(
+            "/events?subject_id={MAC}&kind=netboot.pxe.offered&limit=1"
+        ))
+        .json();
+    assert_eq!(
+        ev["events"][0]["details"]["offer_kind"],
+        "bty-flash-once-sanboot"
+    );
+    // The crashed cycle stayed armed without a completion, so boot 2 was offered the flasher.
+    let offers = admin
+        .get(&format!(
+            "/events?subject_id={MAC}&kind=netboot.pxe.offered&limit=50"
+        ))
+        .json();
+    let retried = offers["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["details"]["retry_after_armed_without_completion"] == true);
+    assert!(retried, "{offers}");
+}
+
+#[test]
+fn pxe_flash_with_ovmf() {
+    let (netboot, qemu) = prepare();
+    let s = Server::start();
+    let image = setup(&s, &netboot, 4 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    sh(
+        Command::new("truncate").args(["-s", "64M"]).arg(&disk),
+        "truncate",
+    );
+    let vars = dir.path().join("vars.fd");
+    std::fs::copy(
+        qemu.with_file_name("root/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        &vars,
+    )
+    .unwrap();
+    let log = dir.path().join("serial.log");
+    let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, Some(&vars));
+    let finished = vm.wait(|v| v.serial().contains("bty agent: rebooting"));
+    keep_log(&vm, "uefi-boot1.log");
+    assert!(
+        finished,
+        "UEFI flash did not finish; serial:\n{}",
+        vm.serial()
+    );
+    drop(vm);
+    let written = std::fs::read(&disk).unwrap();
+    assert!(
+        written[..image.len()] == image[..],
+        "the disk does not hold the image"
+    );
+    // The next contact serves the local-disk script (UEFI: exit to the firmware's boot order).
+    let script = s.client().get(&format!("/pxe/{MAC}")).body;
+    assert!(script.contains("iseq ${platform} efi && exit"), "{script}");
+}

@@ -267,6 +267,14 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     );
     let m = admin.get(&format!("/machines/{MAC}")).json();
     assert!(m["last_flashed_at"].is_string(), "{m}");
+    // The agent posted its inventory: the virtio disk with its serial.
+    let serials: Vec<&str> = m["known_disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["serial"].as_str())
+        .collect();
+    assert!(serials.contains(&"BTYTEST"), "{m}");
 
     // Boot 3: the local disk, whose boot sector prints the marker.
     let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);

@@ -12,8 +12,8 @@ mod inventory;
 mod server;
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bty_image::digest::Sha256Digest;
@@ -276,13 +276,22 @@ impl FlashJob {
             disk.disk.path.display(),
             self.serial
         ));
-        let latest: Arc<Mutex<Option<Progress>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let reporter = {
-            let (latest, stop) = (Arc::clone(&latest), Arc::clone(&stop));
-            let server = server_clone(server);
-            std::thread::spawn(move || {
-                // About once a second while writing, and once more at the end.
+        let latest: Mutex<Option<Progress>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let sink = |p: &Progress| {
+            if let Ok(mut l) = latest.lock() {
+                *l = Some(p.clone());
+            }
+        };
+        let opts = FlashOptions {
+            expected_sha256: expected,
+            verify: false,
+            zeroes: ZeroMode::Auto,
+            ..FlashOptions::default()
+        };
+        let result = std::thread::scope(|scope| {
+            // The reporter: about once a second while writing, and once more at the end.
+            scope.spawn(|| {
                 let mut last_round = false;
                 while !last_round {
                     for _ in 0..10 {
@@ -303,25 +312,11 @@ impl FlashJob {
                         server.post_progress(&body.to_string());
                     }
                 }
-            })
-        };
-        let sink = {
-            let latest = Arc::clone(&latest);
-            move |p: &Progress| {
-                if let Ok(mut l) = latest.lock() {
-                    *l = Some(p.clone());
-                }
-            }
-        };
-        let opts = FlashOptions {
-            expected_sha256: expected,
-            verify: false,
-            zeroes: ZeroMode::Auto,
-            ..FlashOptions::default()
-        };
-        let result = flash(&source, &info, &target, &opts, &sink, &CancelToken::new());
-        stop.store(true, Ordering::Relaxed);
-        let _ = reporter.join();
+            });
+            let result = flash(&source, &info, &target, &opts, &sink, &CancelToken::new());
+            stop.store(true, Ordering::Relaxed);
+            result
+        });
         match result {
             Ok(r) => Ok(format!(
                 "wrote {} bytes onto {}, digest {}:{}{}",
@@ -339,20 +334,11 @@ impl FlashJob {
                 if !e.write_began {
                     target.abandon();
                 }
-                let wiped = match (&e.wipe, e.write_began) {
-                    (_, false) => "the disk was not modified".to_string(),
-                    (Some(Ok(())), true) => "the disk was wiped".to_string(),
-                    (Some(Err(w)), true) => format!("wiping the disk failed: {w}"),
-                    (None, true) => "the disk was left partly written".to_string(),
-                };
-                Err(("writing", format!("{}; {wiped}", e.failure)))
+                // The error's message says what became of the disk (wiped, untouched, …).
+                Err(("writing", e.to_string()))
             }
         }
     }
-}
-
-fn server_clone(s: &Server) -> Server {
-    Server::new(&s.base, &s.mac, s.wait)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! up. Routes an older server lacks (`failed`, `progress` on upstream 0.47) answer 404; that is
 //! logged once and the agent carries on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bty_proto::plan::Plan;
@@ -14,7 +15,8 @@ pub struct Server {
     client: HttpClient,
     /// How long to keep trying while the server cannot be reached.
     pub wait: Duration,
-    warned_missing: AtomicBool,
+    /// Routes the server answered 404 to (each is noted once).
+    missing: Mutex<HashSet<String>>,
 }
 
 /// `bty-server` → `http://bty-server`; trailing slashes dropped.
@@ -62,7 +64,7 @@ impl Server {
             mac: mac.to_string(),
             client: HttpClient::new(Duration::from_millis(250)),
             wait,
-            warned_missing: AtomicBool::new(false),
+            missing: Mutex::default(),
         }
     }
 
@@ -147,7 +149,11 @@ impl Server {
         let url = self.url(what);
         match self.client.post_json(&url, json, 4096) {
             Ok((404, _)) => {
-                if !self.warned_missing.swap(true, Ordering::Relaxed) {
+                if self
+                    .missing
+                    .lock()
+                    .is_ok_and(|mut m| m.insert(what.to_string()))
+                {
                     eprintln!(
                         "bty agent: the server has no {what} route (an older bty-web); not reporting it"
                     );

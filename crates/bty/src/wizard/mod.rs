@@ -159,15 +159,10 @@ fn summary(app: &App) -> u8 {
             exit::OK
         }
         Err(e) => {
-            let wiped = match (&e.wipe, e.write_began) {
-                (_, false) => "the disk was not modified".to_string(),
-                (Some(Ok(())), true) => format!("{} was wiped", o.target),
-                (Some(Err(w)), true) => format!("wiping {} failed: {w}", o.target),
-                (None, true) => format!("{} was left partly written", o.target),
-            };
+            // The error's message says what became of the disk (wiped, untouched, …).
             println!(
-                "bty: flash of {} onto {} did not complete: {}; {wiped}",
-                o.image, o.target, e.failure
+                "bty: flash of {} onto {} did not complete: {e}",
+                o.image, o.target
             );
             if e.write_began {
                 exit::FAILED_AFTER_WRITE

@@ -26,6 +26,25 @@ pub enum Transport {
     Unknown,
 }
 
+impl Transport {
+    /// The name used in JSON and listings (`nvme`, `sata`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Nvme => "nvme",
+            Transport::Sata => "sata",
+            Transport::Scsi => "scsi",
+            Transport::Usb => "usb",
+            Transport::Virtio => "virtio",
+            Transport::Mmc => "mmc",
+            Transport::Loop => "loop",
+            Transport::Zram => "zram",
+            Transport::Ram => "ram",
+            Transport::Virtual => "virtual",
+            Transport::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Partition {
     pub name: String,
@@ -67,6 +86,17 @@ pub struct Disk {
     /// The sysfs folder, resolved.
     #[serde(skip)]
     pub sysfs: PathBuf,
+}
+
+impl Disk {
+    /// Vendor and model, as one line (empty when neither is known).
+    pub fn vendor_model(&self) -> String {
+        [self.vendor.as_deref(), self.model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -286,4 +316,28 @@ fn transport(name: &str, sysfs_path: &str, udev_bus: Option<&str>) -> Transport 
         return Transport::Scsi;
     }
     Transport::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_names_match_the_json() {
+        for t in [
+            Transport::Nvme,
+            Transport::Sata,
+            Transport::Scsi,
+            Transport::Usb,
+            Transport::Virtio,
+            Transport::Mmc,
+            Transport::Loop,
+            Transport::Zram,
+            Transport::Ram,
+            Transport::Virtual,
+            Transport::Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.name());
+        }
+    }
 }

@@ -44,10 +44,6 @@ pub fn run(args: DisksArgs) -> u8 {
     );
     for c in &list {
         let d = &c.disk;
-        let model: Vec<&str> = [d.vendor.as_deref(), d.model.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
         let mut flags = Vec::new();
         if d.removable {
             flags.push("removable");
@@ -64,17 +60,13 @@ pub fn run(args: DisksArgs) -> u8 {
             Some(h) => format!("[{h}] {status}"),
             None => status,
         };
-        let transport = serde_json::to_value(d.transport)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         println!(
             "{:14} {:>10}  {:9} {:28} {:22} {}{}",
             d.path.display(),
             units::bytes(d.size_bytes),
-            transport,
-            truncate(&model.join(" "), 28),
-            truncate(d.serial.as_deref().unwrap_or("-"), 22),
+            d.transport.name(),
+            units::fit(&d.vendor_model(), 28, '…'),
+            units::fit(d.serial.as_deref().unwrap_or("-"), 22, '…'),
             status,
             if flags.is_empty() {
                 String::new()
@@ -84,12 +76,4 @@ pub fn run(args: DisksArgs) -> u8 {
         );
     }
     exit::OK
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
-    }
 }

@@ -29,6 +29,17 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// `s` cut to `n` characters, the last replaced by `mark` when anything was cut.
+pub fn fit(s: &str, n: usize, mark: char) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else if n == 0 {
+        String::new()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once(mark)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +52,8 @@ mod tests {
         assert_eq!(duration(3.21), "3.2 s");
         assert_eq!(duration(65.0), "1m 05s");
         assert_eq!(duration(7322.0), "2h 02m");
+        assert_eq!(fit("abcdef", 4, '~'), "abc~");
+        assert_eq!(fit("abc", 4, '~'), "abc");
+        assert_eq!(fit("abc", 0, '~'), "");
     }
 }

@@ -44,16 +44,13 @@ pub fn wire_disks(list: &[Classified]) -> Vec<InventoryDisk> {
         .filter(|c| c.disk.size_bytes > 0)
         .map(|c| {
             let d = &c.disk;
-            let tran = serde_json::to_value(d.transport)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
             InventoryDisk {
                 path: d.path.display().to_string(),
                 size: Some(units::bytes(d.size_bytes)),
                 vendor: d.vendor.clone(),
                 model: d.model.clone(),
                 serial: d.serial.clone(),
-                tran,
+                tran: Some(d.transport.name().to_string()),
                 removable: d.removable,
                 readonly: d.read_only,
             }

@@ -1,6 +1,6 @@
 //! The body of each wizard screen.
 
-use bty_disk::{Classified, Transport};
+use bty_disk::Classified;
 use bty_image::{Progress, Stage};
 use bty_source::catalog::CatalogEntry;
 use ratatui::Frame;
@@ -25,15 +25,9 @@ pub fn draw_body(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
 }
 
-/// `s` cut to `n` characters, with `~` marking the cut.
+/// `s` cut to `n` characters, with `~` marking the cut (the Linux console may lack `…`).
 pub fn fit(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else if n == 0 {
-        String::new()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('~')).collect()
-    }
+    units::fit(s, n, '~')
 }
 
 fn cursor(on: bool) -> &'static str {
@@ -246,21 +240,6 @@ fn preparing(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
-fn transport(t: Transport) -> String {
-    serde_json::to_value(t)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn model(d: &bty_disk::Disk) -> String {
-    [d.vendor.as_deref(), d.model.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn disk_lines(c: &Classified, on: bool, width: usize, theme: &Theme) -> [Line<'static>; 2] {
     let d = &c.disk;
     let model_w = width
@@ -278,8 +257,8 @@ fn disk_lines(c: &Classified, on: bool, width: usize, theme: &Theme) -> [Line<'s
         cursor(on),
         fit(&d.path.display().to_string(), 16),
         units::bytes(d.size_bytes),
-        transport(d.transport),
-        fit(&model(d), model_w),
+        d.transport.name(),
+        fit(&d.vendor_model(), model_w),
         badges
             .iter()
             .map(|b| format!("[{b}]"))
@@ -405,7 +384,7 @@ fn confirm(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let d = &c.disk;
         disk.push(kv("disk", d.path.display().to_string(), theme));
         disk.push(kv("size", units::bytes(d.size_bytes), theme));
-        disk.push(kv("model", fit(&model(d), half), theme));
+        disk.push(kv("model", fit(&d.vendor_model(), half), theme));
         disk.push(kv(
             "serial",
             fit(
@@ -414,7 +393,7 @@ fn confirm(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             ),
             theme,
         ));
-        let mut bus = transport(d.transport);
+        let mut bus = d.transport.name().to_string();
         if d.removable {
             bus.push_str(", removable");
         }

@@ -126,6 +126,20 @@ fn transient(e: &SourceError) -> bool {
 
 type Response = ureq::http::Response<ureq::Body>;
 
+/// At most `limit` bytes of a response body.
+fn read_up_to(body: ureq::Body, url: &str, limit: u64) -> Result<Vec<u8>, SourceError> {
+    let mut data = Vec::new();
+    body.into_with_config()
+        .reader()
+        .take(limit)
+        .read_to_end(&mut data)
+        .map_err(|e| SourceError::Io {
+            what: format!("reading {url}"),
+            source: e,
+        })?;
+    Ok(data)
+}
+
 fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
@@ -180,15 +194,7 @@ impl HttpClient {
             attempt += 1;
             let result = self.get(url, headers).and_then(|resp| {
                 let (parts, body) = resp.into_parts();
-                let mut data = Vec::new();
-                body.into_with_config()
-                    .reader()
-                    .take(limit.saturating_add(1))
-                    .read_to_end(&mut data)
-                    .map_err(|e| SourceError::Io {
-                        what: format!("reading {url}"),
-                        source: e,
-                    })?;
+                let data = read_up_to(body, url, limit.saturating_add(1))?;
                 if data.len() as u64 > limit {
                     return Err(SourceError::Protocol {
                         url: url.to_string(),
@@ -226,16 +232,7 @@ impl HttpClient {
             .send_form(form.iter().copied())
             .map_err(|e| map_err(url, e))?;
         let (parts, body) = resp.into_parts();
-        let mut data = Vec::new();
-        body.into_with_config()
-            .reader()
-            .take(limit)
-            .read_to_end(&mut data)
-            .map_err(|e| SourceError::Io {
-                what: format!("reading {url}"),
-                source: e,
-            })?;
-        Ok((parts, data))
+        Ok((parts, read_up_to(body, url, limit)?))
     }
 
     /// POST a JSON document (one attempt); the status and up to `limit` bytes of the answer.
@@ -253,17 +250,7 @@ impl HttpClient {
             .send(json.as_bytes())
             .map_err(|e| map_err(url, e))?;
         let status = resp.status().as_u16();
-        let mut data = Vec::new();
-        resp.into_body()
-            .into_with_config()
-            .reader()
-            .take(limit)
-            .read_to_end(&mut data)
-            .map_err(|e| SourceError::Io {
-                what: format!("reading {url}"),
-                source: e,
-            })?;
-        Ok((status, data))
+        Ok((status, read_up_to(resp.into_body(), url, limit)?))
     }
 
     fn sleep_for(&self, attempt: u32) {

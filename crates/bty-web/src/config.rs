@@ -405,6 +405,12 @@ impl Config {
         })
     }
 
+    /// Where TFTP serves from (and where the iPXE binaries belong): `[tftp] root`, else the
+    /// boot folder.
+    pub fn tftp_root(&self) -> &std::path::Path {
+        self.tftp.as_ref().map_or(&self.boot_dir, |(_, r)| r)
+    }
+
     /// Whether the admin password is still the default.
     pub fn default_password(&self) -> bool {
         self.admin_password == "bty-lab"

@@ -105,13 +105,20 @@ pub struct Session {
     pub id: String,
 }
 
-async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(Session, i64)> {
+/// The session id in the request's `bty-token` cookie, if its signature holds (whether the
+/// session is still valid is the database's to say).
+pub fn signed_session_id(keys: &auth::Keys, headers: &HeaderMap) -> Option<String> {
     let raw = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(cookie_value)?;
-    let id = state.keys.verify(raw)?;
+    keys.verify(raw)
+}
+
+/// The request's valid session and its expiry.
+pub async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(Session, i64)> {
+    let id = signed_session_id(&state.keys, headers)?;
     let lookup = id.clone();
     let until = state
         .db

@@ -73,16 +73,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             "the admin password is the default (bty-lab): anyone on the network can sign in; set [admin] password or BTY_ADMIN_PASSWORD"
         );
     }
+    let ipxe_root = cfg.tftp_root();
     for f in tftp::IPXE_FILES {
-        let root = cfg
-            .tftp
-            .as_ref()
-            .map(|(_, r)| r.clone())
-            .unwrap_or(cfg.boot_dir.clone());
-        if !root.join(f).is_file() {
+        if !ipxe_root.join(f).is_file() {
             tracing::info!(
                 "{f} is not in {} (Debian's ipxe package has it under /usr/lib/ipxe)",
-                root.display()
+                ipxe_root.display()
             );
         }
     }

@@ -246,16 +246,11 @@ pub async fn status(State(s): State<AppState>) -> Json<serde_json::Value> {
         serde_json::json!({"name": name, "present": meta.is_some(), "size_bytes": meta.map(|m| m.len())})
     };
     let boot = &s.cfg.boot_dir;
-    let tftp_root = s
-        .cfg
-        .tftp
-        .as_ref()
-        .map(|(_, r)| r.clone())
-        .unwrap_or_else(|| boot.clone());
+    let tftp_root = s.cfg.tftp_root();
     Json(serde_json::json!({
         "boot_dir": boot.display().to_string(),
         "netboot": [file(boot, &s.cfg.netboot.kernel), file(boot, &s.cfg.netboot.initrd)],
-        "ipxe": crate::tftp::IPXE_FILES.iter().map(|n| file(&tftp_root, n)).collect::<Vec<_>>(),
+        "ipxe": crate::tftp::IPXE_FILES.iter().map(|n| file(tftp_root, n)).collect::<Vec<_>>(),
         "tftp": {
             "enabled": s.cfg.tftp.is_some(),
             "listening": s.tftp_addr.map(|a| a.to_string()),

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
-use crate::guard::{Peer, Session, client_ip};
+use crate::guard::{Peer, Session, client_ip, session_of, signed_session_id};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -51,19 +51,7 @@ fn login_form(s: &AppState, message: Option<&str>) -> Html<String> {
 
 pub async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
     // Already signed in: straight to the dashboard.
-    let signed_in = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::cookie_value)
-        .and_then(|c| s.keys.verify(c));
-    if let Some(id) = signed_in
-        && s.db
-            .read(move |c| sessions::valid_until(c, &id))
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    {
+    if session_of(&s, &headers).await.is_some() {
         return Redirect::to("/ui/dashboard").into_response();
     }
     login_form(&s, None).into_response()
@@ -167,13 +155,7 @@ async fn password_check(
 
 pub async fn logout(State(s): State<AppState>, Peer(addr): Peer, headers: HeaderMap) -> Response {
     let ip = client_ip(&s, addr, &headers).to_string();
-    let id = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(auth::cookie_value)
-        .and_then(|c| s.keys.verify(c));
-    if let Some(id) = id {
+    if let Some(id) = signed_session_id(&s.keys, &headers) {
         let _ =
             s.db.write(move |c| {
                 if sessions::delete(c, &id)? {

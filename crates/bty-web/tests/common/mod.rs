@@ -261,8 +261,7 @@ pub fn sha256_hex_bytes(b: &[u8]) -> String {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    sha256_hex_bytes(s.as_bytes())
 }
 
 pub fn file_mode(p: &Path) -> u32 {

@@ -237,6 +237,9 @@ pub struct Machine {
     /// The running flash's last progress report (kept in memory by the server), if any.
     #[serde(default)]
     pub flash_progress: Option<FlashProgress>,
+    /// When the last flash attempt reported a failure (cleared in effect by a later flash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_at: Option<String>,
 }
 
 /// What the agent reports while it writes (`POST /pxe/{mac}/progress`).

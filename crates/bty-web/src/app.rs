@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::guard::{self, LoginLimiter};
 use crate::routes;
+use crate::ui;
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -154,8 +155,38 @@ pub fn router(state: AppState) -> Router {
             guard::require_api,
         ));
     let ui = Router::new()
-        .route("/ui/dashboard", get(routes::ui::dashboard))
-        .route("/ui/account/password", post(routes::ui::change_password))
+        .route("/ui/dashboard", get(ui::dashboard::show))
+        .route("/ui/machines", get(ui::machines::show))
+        .route(
+            "/ui/machines/{mac}",
+            get(ui::machine::show).post(ui::machine::save),
+        )
+        .route("/ui/machines/{mac}/delete", post(ui::machine::delete))
+        .route("/ui/images", get(ui::images::show))
+        .route("/ui/images/add", post(ui::images::add))
+        .route("/ui/images/import", post(ui::images::import_url))
+        .route("/ui/images/upload", post(ui::images::import_upload))
+        .route(
+            "/ui/images/delete",
+            get(ui::images::confirm_delete).post(ui::images::delete),
+        )
+        .route("/ui/events", get(ui::events::show))
+        .route("/ui/events/ack", post(ui::events::ack))
+        .route("/ui/netboot", get(ui::netboot::show))
+        .route(
+            "/ui/netboot/upload",
+            post(ui::netboot::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/ui/settings", get(ui::settings::show))
+        .route("/ui/account", get(ui::account::show))
+        .route("/ui/account/password", post(ui::account::change_password))
+        .route("/ui/logout", post(ui::login::logout))
+        .route("/ui/live/machines", get(ui::live::machines))
+        .route("/ui/live/dashboard", get(ui::live::dashboard))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ui::csrf::require,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::require_ui,
@@ -170,9 +201,9 @@ pub fn router(state: AppState) -> Router {
         .route("/catalog.toml", get(routes::catalog::catalog_toml))
         .route(
             "/ui/login",
-            get(routes::ui::login_page).post(routes::ui::login),
+            get(ui::login::login_page).post(ui::login::login),
         )
-        .route("/ui/logout", post(routes::ui::logout))
+        .route("/static/{*name}", get(ui::assets::get))
         .route("/pxe-bootstrap.ipxe", get(routes::pxe::bootstrap))
         .route("/pxe/{mac}", get(routes::pxe::script))
         .route("/pxe/{mac}/plan", get(routes::pxe::plan))

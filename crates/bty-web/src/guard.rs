@@ -244,7 +244,9 @@ pub async fn limit_declared_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let path = req.uri().path();
-    let limit = if req.method() == Method::PUT && path.starts_with("/boot/") {
+    let limit = if (req.method() == Method::PUT && path.starts_with("/boot/"))
+        || path == "/ui/netboot/upload"
+    {
         state.cfg.max_upload_bytes
     } else if path.starts_with("/pxe/") && path.ends_with("/inventory") {
         crate::app::INVENTORY_BODY as u64

@@ -12,6 +12,7 @@ mod portability;
 mod pxe;
 mod routes;
 mod tftp;
+mod ui;
 mod urls;
 
 use std::net::SocketAddr;

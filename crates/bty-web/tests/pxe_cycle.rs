@@ -398,7 +398,7 @@ fn upstream_style_session() {
     );
     let m = op.get(&format!("/machines/{mac}")).json();
     assert!(m["last_flashed_at"].is_string() && m["boot_mode"] == "bty-flash-once");
-    let r = op.form("/ui/logout", &[]);
+    let r = op.logout();
     assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
     assert_eq!(op.get("/machines").status, 401);
 }

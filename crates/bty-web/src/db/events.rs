@@ -37,7 +37,7 @@ pub fn record(c: &Connection, e: &NewEvent) -> rusqlite::Result<i64> {
 }
 
 /// `GET /events` filters.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 pub struct Filter {
     pub kind: Option<String>,
     pub subject_kind: Option<String>,
@@ -48,6 +48,8 @@ pub struct Filter {
     pub failed: Option<String>,
     /// Free text over kind, subject, summary and details.
     pub q: Option<String>,
+    /// Any non-empty value: only events not yet acknowledged.
+    pub unacked: Option<String>,
     pub before_id: Option<i64>,
     pub limit: Option<i64>,
 }
@@ -72,6 +74,9 @@ pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
     }
     if f.failed.as_ref().is_some_and(|v| !v.is_empty()) {
         sql.push_str(" AND kind LIKE '%failed'");
+    }
+    if f.unacked.as_ref().is_some_and(|v| !v.is_empty()) {
+        sql.push_str(" AND acknowledged = 0");
     }
     if let Some(q) = f.q.as_ref().filter(|q| !q.trim().is_empty()) {
         let escaped = q

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 const COLUMNS: &str = "mac, bty_image_ref, hostname, discovered_at, last_seen_at, last_seen_ip, \
      boot_mode, sanboot_drive, last_flashed_at, known_disks, known_disks_at, target_disk_serial, \
-     created_at, updated_at";
+     created_at, updated_at, last_failed_at";
 
 fn labels(c: &Connection, mac: &str) -> rusqlite::Result<Vec<String>> {
     let mut st =
@@ -34,6 +34,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Machine> {
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
         flash_progress: None,
+        last_failed_at: r.get(14)?,
     })
 }
 

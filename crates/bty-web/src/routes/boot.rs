@@ -190,7 +190,21 @@ pub async fn put(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let path = safe_path(&s.cfg.boot_dir, &name)?;
+    store(&s, &name, body.into_data_stream()).await.map(Json)
+}
+
+/// Write a boot file from a byte stream (API PUT and the UI's upload): into `NAME.partial`,
+/// synced, then renamed over the old file, so a cut upload never leaves half a file in place.
+pub async fn store<S, E>(
+    s: &AppState,
+    name: &str,
+    mut stream: S,
+) -> Result<serde_json::Value, ApiError>
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let path = safe_path(&s.cfg.boot_dir, name)?;
     let partial = s.cfg.boot_dir.join(format!("{name}.partial"));
     let cap = s.cfg.max_upload_bytes;
     let result = async {
@@ -200,7 +214,6 @@ pub async fn put(
                 format!("{}: {e}", partial.display()),
             )
         })?;
-        let mut stream = body.into_data_stream();
         let mut total: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk =
@@ -226,9 +239,9 @@ pub async fn put(
     }
     .await;
     match result {
-        Ok(total) => Ok(Json(serde_json::json!({
+        Ok(total) => Ok(serde_json::json!({
             "name": name, "size_bytes": total, "path": path.display().to_string()
-        }))),
+        })),
         Err(e) => {
             let _ = tokio::fs::remove_file(&partial).await;
             Err(e)

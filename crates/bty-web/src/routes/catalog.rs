@@ -194,6 +194,16 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<CatalogEntry>), ApiError> {
     let add: CatalogEntryAdd = body(b)?;
     let ip = client_ip(&s, addr, &headers).to_string();
+    Ok((StatusCode::CREATED, Json(add_entry(&s, add, ip).await?)))
+}
+
+/// Resolve and store one catalog entry (API and UI); 400 when the origin or checksum cannot be
+/// resolved (audited as `catalog.entry.add.failed`), 409 when the src is already listed.
+pub async fn add_entry(
+    s: &AppState,
+    add: CatalogEntryAdd,
+    ip: String,
+) -> Result<CatalogEntry, ApiError> {
     let a = add.clone();
     let built = tokio::task::spawn_blocking(move || build_entry(&a))
         .await
@@ -242,7 +252,7 @@ pub async fn add(
             format!("{} is already in the catalog", entry.src),
         ));
     }
-    Ok((StatusCode::CREATED, Json(entry)))
+    Ok(entry)
 }
 
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<CatalogEntry>>, ApiError> {
@@ -263,11 +273,22 @@ pub async fn delete(
         }]));
     };
     let ip = client_ip(&s, addr, &headers).to_string();
-    let src2 = src.clone();
+    if delete_entry(&s, src.clone(), ip).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no catalog entry with src {src}"
+        )))
+    }
+}
+
+/// Delete the entry with this src (API and UI), naming the machines still bound to it in the
+/// audit event; false when there was none.
+pub async fn delete_entry(s: &AppState, src: String, ip: String) -> Result<bool, ApiError> {
     let gone = s
         .db
         .write(move |c| {
-            let gone = catalog::delete_by_src(c, &src2)?;
+            let gone = catalog::delete_by_src(c, &src)?;
             if let Some(e) = &gone {
                 let bound = catalog::machines_using(c, &e.bty_image_ref)?;
                 events::record(
@@ -284,13 +305,7 @@ pub async fn delete(
             Ok(gone.is_some())
         })
         .await?;
-    if gone {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "no catalog entry with src {src}"
-        )))
-    }
+    Ok(gone)
 }
 
 pub async fn import(
@@ -310,6 +325,16 @@ pub async fn import(
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "loader failed"))?
     .map_err(|e| ApiError::bad_request(format!("cannot import {source}: {e}")))?;
+    Ok(Json(store_import(&s, source, loaded, ip).await?))
+}
+
+/// Store a loaded catalog's entries (entries already listed are skipped) and audit the import.
+pub async fn store_import(
+    s: &AppState,
+    source: String,
+    loaded: bty_source::catalog::Catalog,
+    ip: String,
+) -> Result<ImportResult, ApiError> {
     // The catalog parser has refused file:// sources and invalid entries already.
     let errors: Vec<ImportError> = Vec::new();
     let mut rows = Vec::new();
@@ -349,12 +374,12 @@ pub async fn import(
             Ok((imported, skipped))
         })
         .await?;
-    Ok(Json(ImportResult {
+    Ok(ImportResult {
         source,
         imported,
         skipped,
         errors,
-    }))
+    })
 }
 
 pub async fn images(State(s): State<AppState>) -> Result<Json<Vec<ImageEntry>>, ApiError> {

@@ -65,8 +65,19 @@ pub async fn put(
 ) -> Result<Json<Machine>, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let u: MachineUpsert = body(b)?;
-    u.validate().map_err(ApiError::Invalid)?;
     let ip = client_ip(&s, addr, &headers).to_string();
+    Ok(Json(save(&s, mac, u, ip).await?))
+}
+
+/// Validate and store a machine's whole binding (API PUT and the UI's form), audit it and tell
+/// live subscribers.
+pub async fn save(
+    s: &AppState,
+    mac: String,
+    u: MachineUpsert,
+    ip: String,
+) -> Result<Machine, ApiError> {
+    u.validate().map_err(ApiError::Invalid)?;
     let m =
         s.db.write(move |c| {
             let created = machines::upsert(c, &mac, &u)?;
@@ -103,7 +114,7 @@ pub async fn put(
     let m =
         m.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "machine vanished"))?;
     s.changed(&m.mac, false).await;
-    Ok(Json(m))
+    Ok(m)
 }
 
 pub async fn delete(
@@ -114,6 +125,15 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let ip = client_ip(&s, addr, &headers).to_string();
+    if remove(&s, mac.clone(), ip).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no machine {mac}")))
+    }
+}
+
+/// Delete a machine (API and UI); false when there was none.
+pub async fn remove(s: &AppState, mac: String, ip: String) -> Result<bool, ApiError> {
     let m = mac.clone();
     let gone =
         s.db.write(move |c| {
@@ -138,10 +158,8 @@ pub async fn delete(
     if gone {
         s.clear_progress(&mac);
         s.changed(&mac, false).await;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no machine {mac}")))
     }
+    Ok(gone)
 }
 
 async fn blob(s: AppState, raw: String, which: Blob, suffix: &str) -> Result<Response, ApiError> {

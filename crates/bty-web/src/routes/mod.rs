@@ -8,4 +8,3 @@ pub mod live;
 pub mod machines;
 pub mod misc;
 pub mod pxe;
-pub mod ui;

@@ -195,6 +195,22 @@ impl Client {
         )
     }
 
+    /// This session's CSRF token, read from a UI form.
+    pub fn csrf(&mut self) -> String {
+        let page = self.get("/ui/account").body;
+        page.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .expect("a CSRF token on /ui/account")
+            .to_string()
+    }
+
+    /// Sign out through the UI form (with the CSRF token).
+    pub fn logout(&mut self) -> Resp {
+        let token = self.csrf();
+        self.form("/ui/logout", &[("csrf", &token)])
+    }
+
     pub fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
         self.form_with(path, fields, &[])
     }

@@ -1,0 +1,91 @@
+//! The CSRF check on every UI form post: the session's token must come with the request, in
+//! the `csrf` field of a url-encoded form, the `x-csrf-token` header, or (for uploads) as the
+//! first part of a multipart form, which `MultipartForm` checks before any file is read.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::guard::Session;
+
+fn refused() -> Response {
+    (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response()
+}
+
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Middleware for the UI routes (after the session check).
+pub async fn require(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(session) = req.extensions().get::<Session>().cloned() else {
+        return refused();
+    };
+    if let Some(t) = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return if s.keys.csrf_ok(&session.id, t) {
+            next.run(req).await
+        } else {
+            refused()
+        };
+    }
+    let ct = content_type(&req);
+    if ct.starts_with("multipart/form-data") {
+        // Checked by `MultipartForm` on the first part.
+        return next.run(req).await;
+    }
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return refused();
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, s.cfg.max_body_bytes).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+    };
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    let ok = fields
+        .iter()
+        .any(|(k, v)| k == "csrf" && s.keys.csrf_ok(&session.id, v));
+    if !ok {
+        return refused();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A multipart form whose first part is the session's CSRF token.
+pub struct MultipartForm(pub Multipart);
+
+impl FromRequest<AppState> for MultipartForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(session) = req.extensions().get::<Session>().cloned() else {
+            return Err(refused());
+        };
+        let mut mp = Multipart::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let first = mp.next_field().await.map_err(IntoResponse::into_response)?;
+        let Some(field) = first.filter(|f| f.name() == Some("csrf")) else {
+            return Err(refused());
+        };
+        let token = field.text().await.map_err(IntoResponse::into_response)?;
+        if !s.keys.csrf_ok(&session.id, &token) {
+            return Err(refused());
+        }
+        Ok(MultipartForm(mp))
+    }
+}

@@ -1,0 +1,164 @@
+//! The dashboard: machine counts by boot mode and state, flashes in progress (live), recent
+//! failures to acknowledge, the readiness checklist with a link to fix each item, recent
+//! activity.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use bty_proto::BootMode;
+use minijinja::Value;
+use serde::Serialize;
+
+use super::view::{self, State as MState};
+use super::{base, default_password_in_use, render};
+use crate::app::AppState;
+use crate::db::{catalog, events, machines};
+use crate::guard::Session;
+
+/// What the live part of the dashboard shows.
+async fn live_ctx(s: &AppState) -> Option<Value> {
+    let (mut list, entries) =
+        s.db.read(|c| Ok((machines::list(c)?, catalog::list(c)?)))
+            .await
+            .ok()?;
+    let names = view::names(&entries);
+    let mut rows = Vec::new();
+    for m in &mut list {
+        s.with_progress(m);
+        rows.push(view::row(m, &names));
+    }
+    let by_mode: Vec<(&str, usize)> = BootMode::ALL
+        .iter()
+        .map(|b| {
+            (
+                b.as_str(),
+                rows.iter().filter(|r| r.boot_mode == b.as_str()).count(),
+            )
+        })
+        .collect();
+    let by_state: Vec<(&str, usize)> = MState::ALL
+        .iter()
+        .map(|st| {
+            (
+                st.as_str(),
+                rows.iter().filter(|r| r.state == st.as_str()).count(),
+            )
+        })
+        .collect();
+    let total = rows.len();
+    let flashing: Vec<view::Row> = rows.into_iter().filter(|r| r.state == "flashing").collect();
+    Some(minijinja::context! {
+        total => total,
+        by_mode => by_mode,
+        by_state => by_state,
+        flashing => flashing,
+        images => entries.len(),
+    })
+}
+
+pub async fn live_html(s: &AppState) -> Option<String> {
+    let ctx = live_ctx(s).await?;
+    super::templates::render("dashboard_live.html", minijinja::context! { l => ctx })
+        .map_err(|e| tracing::error!("dashboard: {e:#}"))
+        .ok()
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    ok: bool,
+    label: String,
+    detail: String,
+    href: &'static str,
+    fix: &'static str,
+}
+
+async fn checklist(s: &AppState, images: usize) -> Vec<Check> {
+    let boot = &s.cfg.boot_dir;
+    let present = |n: &str| boot.join(n).is_file();
+    let (kernel, initrd) = (&s.cfg.netboot.kernel, &s.cfg.netboot.initrd);
+    let missing: Vec<&str> = [kernel.as_str(), initrd.as_str()]
+        .into_iter()
+        .filter(|n| !present(n))
+        .collect();
+    vec![
+        Check {
+            ok: missing.is_empty(),
+            label: "Netboot environment in place".into(),
+            detail: if missing.is_empty() {
+                format!("{kernel} and {initrd} are in {}", boot.display())
+            } else {
+                format!("missing in {}: {}", boot.display(), missing.join(", "))
+            },
+            href: "/ui/netboot",
+            fix: "Upload or build them",
+        },
+        Check {
+            ok: images > 0,
+            label: "Catalog has images".into(),
+            detail: format!("{images} entries"),
+            href: "/ui/images",
+            fix: "Add an image",
+        },
+        Check {
+            ok: s.tftp_addr.is_some(),
+            label: "TFTP server running".into(),
+            detail: match s.tftp_addr {
+                Some(a) => format!("listening on {a}"),
+                None if s.cfg.tftp.is_some() => "enabled but not listening (see the log)".into(),
+                None => "disabled ([tftp] enabled = true to serve iPXE to BIOS/UEFI PXE)".into(),
+            },
+            href: "/ui/netboot#tftp",
+            fix: "See TFTP",
+        },
+        Check {
+            ok: !default_password_in_use(s).await,
+            label: "Default password changed".into(),
+            detail: "the admin password is not the built-in one".into(),
+            href: "/ui/account",
+            fix: "Change it",
+        },
+    ]
+}
+
+pub async fn show(State(s): State<AppState>, Extension(session): Extension<Session>) -> Response {
+    let live = live_ctx(&s).await.unwrap_or_default();
+    let images = live
+        .get_attr("images")
+        .ok()
+        .and_then(|v| v.as_usize())
+        .unwrap_or(0);
+    let (failures, recent) =
+        s.db.read(|c| {
+            let failures = events::query(
+                c,
+                &events::Filter {
+                    failed: Some("1".into()),
+                    unacked: Some("1".into()),
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )?;
+            let recent = events::query(
+                c,
+                &events::Filter {
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )?;
+            Ok((failures, recent))
+        })
+        .await
+        .unwrap_or_default();
+    let checks = checklist(&s, images).await;
+    let ok = checks.iter().filter(|c| c.ok).count();
+    let ctx = minijinja::context! {
+        live => live,
+        checks => checks,
+        checks_ok => ok,
+        failures => failures,
+        recent => recent,
+        back => "/ui/dashboard",
+        ..base(&s, &session, "dashboard").await
+    };
+    render("dashboard.html", ctx)
+}

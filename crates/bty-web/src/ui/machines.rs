@@ -1,0 +1,128 @@
+//! The machines page: the table (live through SSE, filtered by text and label) and the
+//! add-by-MAC form, which opens the new machine's form.
+
+use std::collections::BTreeSet;
+
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use bty_proto::Mac;
+use serde::Deserialize;
+
+use super::view::{self, Row};
+use super::{FieldErrors, base, render_status};
+use crate::app::AppState;
+use crate::db::{catalog, events, machines};
+use crate::guard::Session;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Every machine as a table row (with in-memory progress), and every label in use.
+pub async fn rows(s: &AppState, f: &Filter) -> Option<(Vec<Row>, Vec<String>)> {
+    let (mut list, entries) =
+        s.db.read(|c| Ok((machines::list(c)?, catalog::list(c)?)))
+            .await
+            .ok()?;
+    let names = view::names(&entries);
+    let mut labels = BTreeSet::new();
+    let mut out = Vec::new();
+    for m in &mut list {
+        s.with_progress(m);
+        labels.extend(m.labels.iter().cloned());
+        let r = view::row(m, &names);
+        if view::matches(&r, &f.q, &f.label) {
+            out.push(r);
+        }
+    }
+    Some((out, labels.into_iter().collect()))
+}
+
+pub async fn rows_html(s: &AppState, f: &Filter) -> Option<String> {
+    let (rows, _) = rows(s, f).await?;
+    super::templates::render("machine_rows.html", minijinja::context! { rows => rows })
+        .map_err(|e| tracing::error!("machine rows: {e:#}"))
+        .ok()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    label: String,
+    deleted: Option<String>,
+    /// The add-by-MAC form.
+    add: Option<String>,
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let mut errors = FieldErrors::new();
+    if let Some(raw) = q.add.as_deref() {
+        match Mac::parse(raw.trim()) {
+            Ok(mac) => return Redirect::to(&format!("/ui/machines/{mac}")).into_response(),
+            Err(_) => {
+                errors.insert(
+                    "add".into(),
+                    format!("{raw:?} is not a MAC address (like 52:54:00:12:34:56)."),
+                );
+            }
+        }
+    }
+    let f = Filter {
+        q: q.q.clone(),
+        label: q.label.clone(),
+    };
+    let Some((rows, labels)) = rows(&s, &f).await else {
+        return super::error_page(
+            &s,
+            &session,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the machines",
+        )
+        .await;
+    };
+    let activity =
+        s.db.read(|c| {
+            events::query(
+                c,
+                &events::Filter {
+                    subject_kind: Some("machine".into()),
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap_or_default();
+    let live_query =
+        serde_urlencoded::to_string([("q", &f.q), ("label", &f.label)]).unwrap_or_default();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let ctx = minijinja::context! {
+        rows => rows,
+        labels => labels,
+        q => f.q,
+        label => f.label,
+        live_query => live_query,
+        add => q.add,
+        errors => errors,
+        deleted => q.deleted,
+        activity => activity,
+        ..base(&s, &session, "machines").await
+    };
+    render_status(status, "machines.html", ctx)
+}

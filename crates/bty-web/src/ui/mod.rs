@@ -1,0 +1,117 @@
+//! The browser UI under `/ui`: server-rendered pages (minijinja templates compiled into the
+//! binary), vendored htmx + its SSE extension for the live tables, and plain form posts with a
+//! CSRF token everywhere else. Each page has a module of its own; `view` turns stored rows into
+//! what the templates show.
+
+pub mod account;
+pub mod assets;
+pub mod csrf;
+pub mod dashboard;
+pub mod events;
+pub mod images;
+pub mod live;
+pub mod login;
+pub mod machine;
+pub mod machines;
+pub mod netboot;
+pub mod settings;
+pub mod templates;
+pub mod view;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::Value;
+
+use crate::app::AppState;
+use crate::db::settings as stored;
+use crate::error::ApiError;
+use crate::guard::Session;
+
+/// Messages shown next to form fields, by field name.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Field errors from the API's validation errors (`loc` ends with the field name); errors that
+/// name no field go under `_form`.
+pub fn field_errors(e: &ApiError, default_field: &str) -> FieldErrors {
+    let mut out = FieldErrors::new();
+    match e {
+        ApiError::Invalid(v) => {
+            for ve in v {
+                let field = ve
+                    .loc
+                    .last()
+                    .filter(|f| !f.is_empty() && f.as_str() != "body")
+                    .cloned()
+                    .unwrap_or_else(|| default_field.to_string());
+                out.entry(field)
+                    .and_modify(|m: &mut String| {
+                        m.push_str("; ");
+                        m.push_str(&ve.msg)
+                    })
+                    .or_insert_with(|| ve.msg.clone());
+            }
+        }
+        ApiError::Status(_, detail) => {
+            out.insert(default_field.to_string(), detail.clone());
+        }
+    }
+    out
+}
+
+/// Whether the admin password is still the built-in default (not configured, never changed).
+pub async fn default_password_in_use(s: &AppState) -> bool {
+    if !s.cfg.default_password() {
+        return false;
+    }
+    s.db.read(|c| stored::get(c, stored::ADMIN_PASSWORD_HASH))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+}
+
+/// What every signed-in page's layout needs: the active nav entry, the CSRF token for its
+/// forms (and the logout button), the default-password banner.
+pub async fn base(s: &AppState, session: &Session, page: &str) -> Value {
+    minijinja::context! {
+        page => page,
+        signed_in => true,
+        csrf => s.keys.csrf(&session.id),
+        default_password => default_password_in_use(s).await,
+        version => env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// Render a template into a response with `status`; a template error is a 500 and a log line
+/// (every template is rendered by the tests, so this is a bug, never input).
+pub fn render_status(status: StatusCode, name: &str, ctx: Value) -> Response {
+    match templates::render(name, ctx) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!("template {name}: {e:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (see the server log)",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub fn render(name: &str, ctx: Value) -> Response {
+    render_status(StatusCode::OK, name, ctx)
+}
+
+/// A UI error page for failures that are not a form's field (a store that failed, a missing
+/// machine).
+pub async fn error_page(
+    s: &AppState,
+    session: &Session,
+    status: StatusCode,
+    msg: &str,
+) -> Response {
+    let ctx = minijinja::context! { message => msg, status => status.as_u16(), ..base(s, session, "").await };
+    render_status(status, "error.html", ctx)
+}

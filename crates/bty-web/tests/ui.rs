@@ -1,0 +1,286 @@
+//! The browser UI's guards and forms over plain HTTP (the browser scenarios are in
+//! `browser.rs`): every UI route sends a request without a session to the login page, every
+//! form post without the session's CSRF token is refused and changes nothing, forms re-render
+//! with what was typed and a message by the field, and the pages name no external origin.
+
+mod common;
+
+use common::Server;
+
+const MAC: &str = "52:54:00:00:00:42";
+
+const PAGES: &[&str] = &[
+    "/ui/dashboard",
+    "/ui/machines",
+    "/ui/machines?q=x&label=y",
+    "/ui/machines/52:54:00:00:00:42",
+    "/ui/images",
+    "/ui/images/delete?src=http://x/y.raw",
+    "/ui/events",
+    "/ui/events?failed=1&q=x",
+    "/ui/netboot",
+    "/ui/settings",
+    "/ui/account",
+    "/ui/live/machines",
+    "/ui/live/dashboard",
+];
+
+/// Every form post, with a body that would be accepted with the right token.
+fn posts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    vec![
+        (
+            "/ui/machines/52:54:00:00:00:42",
+            vec![("boot_mode", "ipxe-exit"), ("hostname", "n1")],
+        ),
+        ("/ui/machines/52:54:00:00:00:42/delete", vec![]),
+        (
+            "/ui/images/add",
+            vec![("image_url", "http://127.0.0.1:9/disk.raw")],
+        ),
+        (
+            "/ui/images/import",
+            vec![("source", "http://127.0.0.1:9/c.toml")],
+        ),
+        (
+            "/ui/images/delete",
+            vec![("src", "http://127.0.0.1:9/disk.raw")],
+        ),
+        ("/ui/events/ack", vec![("ids", "1")]),
+        (
+            "/ui/account/password",
+            vec![
+                ("current", "bty-lab"),
+                ("new", "another-pass"),
+                ("confirm", "another-pass"),
+            ],
+        ),
+        ("/ui/logout", vec![]),
+    ]
+}
+
+fn multipart(parts: &[(&str, Option<&str>, &str)]) -> (String, Vec<u8>) {
+    let boundary = "bty-test-boundary";
+    let mut body = String::new();
+    for (name, filename, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(f) = filename {
+            body.push_str(&format!(
+                "; filename=\"{f}\"\r\nContent-Type: application/octet-stream"
+            ));
+        }
+        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+#[test]
+fn pages_need_a_session() {
+    let s = Server::start();
+    let mut anon = s.client();
+    for p in PAGES {
+        let r = anon.get(p);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/ui/login")),
+            "GET {p}"
+        );
+    }
+    for (p, fields) in posts() {
+        let r = anon.form(p, &fields);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/ui/login")),
+            "POST {p}"
+        );
+    }
+    let mut c = s.signed_in("bty-lab");
+    for p in PAGES.iter().filter(|p| !p.starts_with("/ui/live/")) {
+        let r = c.get(p);
+        assert!(
+            r.status == 200 || (p.starts_with("/ui/images/delete") && r.status == 404),
+            "GET {p}: {} {}",
+            r.status,
+            r.body
+        );
+        // Everything the page loads or links to is on this server (or a data: URL).
+        for attr in ["src=\"", "href=\""] {
+            for (i, _) in r.body.match_indices(attr) {
+                let v = &r.body[i + attr.len()..];
+                let v = v[..v.find('"').unwrap_or(v.len())].replace("&#x2f;", "/");
+                assert!(
+                    v.starts_with('/') && !v.starts_with("//")
+                        || v.starts_with('#')
+                        || v.starts_with("data:")
+                        || v.starts_with(s.base.as_str()),
+                    "{p} refers to {v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn form_posts_need_the_csrf_token() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let token = c.csrf();
+    for (p, fields) in posts() {
+        let r = c.form(p, &fields);
+        assert_eq!(r.status, 403, "POST {p} without a token: {}", r.body);
+        let mut wrong = fields.clone();
+        wrong.push(("csrf", "AAAAAAAA"));
+        let r = c.form(p, &wrong);
+        assert_eq!(r.status, 403, "POST {p} with a wrong token");
+    }
+    // Uploads: the token must be the first part.
+    for p in ["/ui/images/upload", "/ui/netboot/upload"] {
+        let (ct, body) = multipart(&[
+            ("name", None, "bty-netboot-x86_64.vmlinuz"),
+            ("file", Some("f"), "x"),
+        ]);
+        let r = c.request("POST", p, &[], Some((&ct, body)));
+        assert_eq!(r.status, 403, "POST {p} without a token");
+        let (ct, body) = multipart(&[("file", Some("f"), "x"), ("csrf", None, &token)]);
+        let r = c.request("POST", p, &[], Some((&ct, body)));
+        assert_eq!(r.status, 403, "POST {p} with the token after the file");
+    }
+    // Nothing changed: no machine, the session and the password still work.
+    assert_eq!(c.get(&format!("/machines/{MAC}")).status, 404);
+    assert!(
+        !s.state_dir()
+            .join("boot/bty-netboot-x86_64.vmlinuz")
+            .exists()
+    );
+    assert_eq!(c.get("/machines").status, 200);
+    // With the token, the same posts go through.
+    let r = c.form(
+        &format!("/ui/machines/{MAC}"),
+        &[
+            ("csrf", &token),
+            ("boot_mode", "ipxe-exit"),
+            ("hostname", "n1"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some(format!("/ui/machines/{MAC}?saved=1").as_str()))
+    );
+    assert_eq!(c.get(&format!("/machines/{MAC}")).json()["hostname"], "n1");
+    let (ct, body) = multipart(&[
+        ("csrf", None, &token),
+        ("name", None, "bty-netboot-x86_64.vmlinuz"),
+        ("file", Some("vmlinuz"), "kernel bytes"),
+    ]);
+    let r = c.request("POST", "/ui/netboot/upload", &[], Some((&ct, body)));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        std::fs::read_to_string(s.state_dir().join("boot/bty-netboot-x86_64.vmlinuz")).unwrap(),
+        "kernel bytes"
+    );
+    let page = c.get("/ui/netboot").body;
+    assert!(page.contains("present"), "{page}");
+    let r = c.form("/ui/logout", &[("csrf", &token)]);
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    assert_eq!(c.get("/ui/dashboard").status, 303);
+}
+
+#[test]
+fn forms_keep_what_was_typed() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let token = c.csrf();
+    // A flash mode without a disk, and a bad host name: 422, both messages, values kept.
+    let r = c.form(
+        &format!("/ui/machines/{MAC}"),
+        &[
+            ("csrf", &token),
+            ("boot_mode", "bty-flash-always"),
+            ("hostname", "bad_host!"),
+            ("labels", "rack-9, typed"),
+            ("sanboot_drive", "0x81"),
+        ],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("id=\"hostname-error\""), "{}", r.body);
+    assert!(r.body.contains("id=\"target_disk_serial-error\""));
+    assert!(r.body.contains("value=\"rack-9, typed\""));
+    assert!(r.body.contains("value=\"bad_host!\""));
+    assert!(r.body.contains("value=\"0x81\""));
+    assert!(
+        r.body
+            .contains("<option value=\"bty-flash-always\" selected>")
+    );
+    assert_eq!(
+        c.get(&format!("/machines/{MAC}")).status,
+        404,
+        "nothing stored"
+    );
+    // Catalog: a sha256 that is not one.
+    let r = c.form(
+        "/ui/images/add",
+        &[
+            ("csrf", &token),
+            ("image_url", "http://127.0.0.1:9/disk.raw"),
+            ("sha256", "nope"),
+            ("name", "typed-name"),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"sha256-error\""), "{}", r.body);
+    assert!(r.body.contains("value=\"typed-name\""));
+    // Password: new ones that differ.
+    let r = c.form(
+        "/ui/account/password",
+        &[
+            ("csrf", &token),
+            ("current", "bty-lab"),
+            ("new", "abcdefgh"),
+            ("confirm", "abcdefgX"),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"confirm-error\""));
+    // Add by MAC: a bad MAC is explained, a good one opens the (new) machine's form.
+    let r = c.get("/ui/machines?add=nonsense");
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"add-error\"") && r.body.contains("value=\"nonsense\""));
+    let r = c.get("/ui/machines?add=52-54-00-00-00-43");
+    assert_eq!(r.header("location"), Some("/ui/machines/52:54:00:00:00:43"));
+    assert!(
+        c.get("/ui/machines/52:54:00:00:00:43")
+            .body
+            .contains("New machine")
+    );
+    assert_eq!(c.get("/ui/machines/not-a-mac").status, 404);
+}
+
+#[test]
+fn static_files() {
+    let s = Server::start();
+    let mut c = s.client();
+    for (p, ct) in [
+        ("/static/bty.css", "text/css"),
+        ("/static/bty.js", "text/javascript"),
+        ("/static/vendor/htmx-2.0.11.min.js", "text/javascript"),
+        (
+            "/static/vendor/htmx-ext-sse-2.2.4.min.js",
+            "text/javascript",
+        ),
+    ] {
+        let r = c.get(p);
+        assert_eq!(r.status, 200, "{p}");
+        assert!(
+            r.header("content-type").unwrap_or("").starts_with(ct),
+            "{p}"
+        );
+        assert!(!r.body.is_empty());
+    }
+    assert_eq!(c.get("/static/../Cargo.toml").status, 404);
+    assert_eq!(c.get("/static/nothing.js").status, 404);
+}

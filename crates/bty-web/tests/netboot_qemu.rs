@@ -39,7 +39,13 @@ fn sh(cmd: &mut Command, what: &str) {
     );
 }
 
-/// The netboot files and a portable QEMU, made once per target folder.
+/// Debian's QEMU and firmware (qemu-system-x86, seabios, ipxe-qemu, ovmf), which
+/// `./run-tests` installs.
+const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The netboot files, made once per target folder, and QEMU.
 fn prepare() -> (PathBuf, PathBuf) {
     static ONCE: Once = Once::new();
     let w = work();
@@ -60,14 +66,19 @@ fn prepare() -> (PathBuf, PathBuf) {
                 .arg(&bty),
             "netboot/build.sh",
         );
-        sh(
-            Command::new("bash")
-                .arg(repo().join("netboot/qemu-portable.sh"))
-                .arg(w.join("qemu")),
-            "netboot/qemu-portable.sh",
-        );
     });
-    (w.join("netboot"), w.join("qemu/run-qemu"))
+    for f in [
+        QEMU,
+        OVMF_CODE,
+        OVMF_VARS,
+        "/usr/lib/ipxe/qemu/efi-virtio.rom",
+    ] {
+        assert!(
+            Path::new(f).exists(),
+            "{f} missing: ./run-tests installs qemu-system-x86, ipxe-qemu and ovmf"
+        );
+    }
+    (w.join("netboot"), PathBuf::from(QEMU))
 }
 
 /// A 512-byte boot sector that prints BTY-BOOT-OK through the BIOS and halts.
@@ -119,11 +130,9 @@ impl Vm {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         if let Some(vars) = uefi {
-            let code = qemu.with_file_name("root/usr/share/OVMF/OVMF_CODE_4M.fd");
             cmd.arg("-drive")
                 .arg(format!(
-                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    code.display()
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
                 ))
                 .arg("-drive")
                 .arg(format!(
@@ -321,11 +330,7 @@ fn pxe_flash_with_ovmf() {
         "truncate",
     );
     let vars = dir.path().join("vars.fd");
-    std::fs::copy(
-        qemu.with_file_name("root/usr/share/OVMF/OVMF_VARS_4M.fd"),
-        &vars,
-    )
-    .unwrap();
+    std::fs::copy(OVMF_VARS, &vars).unwrap();
     let log = dir.path().join("serial.log");
     let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, Some(&vars));
     let finished = vm.wait(|v| v.serial().contains("bty agent: rebooting"));

@@ -284,3 +284,123 @@ fn static_files() {
     assert_eq!(c.get("/static/../Cargo.toml").status, 404);
     assert_eq!(c.get("/static/nothing.js").status, 404);
 }
+
+#[test]
+fn catalog_upload_import_and_confirmed_delete() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let token = c.csrf();
+    let toml = format!(
+        "version = 1\n[[images]]\nname = \"alpha\"\nsrc = \"https://h.example/alpha.img.zst\"\nsha256 = \"{}\"\nsize_bytes = 1048576\n",
+        "ab".repeat(32)
+    );
+    let (ct, body) = multipart(&[
+        ("csrf", None, &token),
+        ("file", Some("catalog.toml"), &toml),
+    ]);
+    let r = c.request("POST", "/ui/images/upload", &[], Some((&ct, body)));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = c.get(r.header("location").unwrap()).body;
+    assert!(
+        page.contains("Imported 1 entries from upload:catalog.toml"),
+        "{page}"
+    );
+    assert!(page.contains("alpha") && page.contains("1.0 MiB") && page.contains(&"ab".repeat(6)));
+    // A broken file is explained next to the file field.
+    let (ct, body) = multipart(&[
+        ("csrf", None, &token),
+        (
+            "file",
+            Some("bad.toml"),
+            "version = 1\n[[images]]\nname = 3\n",
+        ),
+    ]);
+    let r = c.request("POST", "/ui/images/upload", &[], Some((&ct, body)));
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("id=\"file-error\""), "{}", r.body);
+    // Bind a machine to it: the delete page names it before anything is deleted.
+    let entry = &c.get("/catalog/entries").json()[0];
+    let image_ref = entry["bty_image_ref"].as_str().unwrap().to_string();
+    let r = c.form(
+        &format!("/ui/machines/{MAC}"),
+        &[
+            ("csrf", &token),
+            ("boot_mode", "bty-flash-once"),
+            ("bty_image_ref", &image_ref),
+            ("target_disk_serial", "S1"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let src = "https://h.example/alpha.img.zst";
+    let confirm = c.get(&format!("/ui/images/delete?src={}", common::urlencode(src)));
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("1 machine is bound to this image"),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.body.contains(MAC));
+    assert_eq!(
+        c.get("/catalog/entries").json().as_array().unwrap().len(),
+        1,
+        "not yet deleted"
+    );
+    let r = c.form("/ui/images/delete", &[("csrf", &token), ("src", src)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        c.get("/catalog/entries").json().as_array().unwrap().len(),
+        0
+    );
+    let deleted = c.get("/events?kind=catalog.entry.deleted").json();
+    assert_eq!(deleted["events"][0]["details"]["machines_bound"][0], MAC);
+}
+
+#[test]
+fn events_page_search_and_paging() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let mut anon = s.client();
+    // 30 first contacts: 60 events (discovered + offered), plus the sign-in.
+    for i in 0..30 {
+        assert_eq!(
+            anon.get(&format!("/pxe/52:54:00:00:01:{i:02x}")).status,
+            200
+        );
+    }
+    let first = c.get("/ui/events").body;
+    let older = first
+        .split("before_id=")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("an Older link")
+        .to_string();
+    let rows = |page: &str| page.matches("<td class=\"nowrap\">2").count();
+    assert_eq!(rows(&first), 50);
+    let second = c.get(&format!("/ui/events?before_id={older}")).body;
+    assert_eq!(rows(&second), 11, "61 events in all");
+    assert!(
+        !second.contains("before_id="),
+        "no Older link on the last page"
+    );
+    assert!(second.contains("Newest"));
+    // Search: one machine's events only.
+    let one = c.get("/ui/events?q=52:54:00:00:01:1d").body;
+    assert_eq!(rows(&one), 2, "{one}");
+}
+
+#[test]
+fn settings_show_sources_and_mask_secrets() {
+    let s = Server::start_with(&[("BTY_ADMIN_PASSWORD", "very-secret-pass")]);
+    let mut c = s.signed_in("very-secret-pass");
+    let page = c.get("/ui/settings").body;
+    assert!(!page.contains("very-secret-pass"), "the password is masked");
+    assert!(page.contains("********"));
+    assert!(page.contains("env BTY_ADMIN_PASSWORD"), "{page}");
+    assert!(page.contains("server.port") && page.contains("default"));
+    // The default-password banner is off with a configured password.
+    assert!(
+        !c.get("/ui/dashboard")
+            .body
+            .contains("default admin password is in use")
+    );
+}

@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 
-use axum::Extension;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::Operator;
 use super::login::{admin_hash, password_check, with_cookie};
 use super::{FieldErrors, base, render_status};
 use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
-use crate::guard::{Peer, Session, client_ip};
+use crate::guard::Session;
 
 const MIN_PASSWORD: usize = 8;
 
@@ -36,7 +36,7 @@ async fn page(
 
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let notice = q
@@ -65,9 +65,7 @@ fn check_new(new: &str, confirm: Option<&str>) -> FieldErrors {
 
 pub async fn change_password(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    Operator { session, ip }: Operator,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let current = form.get("current").map(String::as_str).unwrap_or("");
@@ -99,7 +97,6 @@ pub async fn change_password(
     let Ok(fresh) = Keys::new_session_id() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let ip = client_ip(&s, addr, &headers).to_string();
     let sid = fresh.clone();
     let stored =
         s.db.write(move |c| {

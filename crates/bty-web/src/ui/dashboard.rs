@@ -2,18 +2,17 @@
 //! failures to acknowledge, the readiness checklist with a link to fix each item, recent
 //! activity.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 use bty_proto::BootMode;
 use minijinja::Value;
 use serde::Serialize;
 
+use super::Operator;
 use super::view::{self, State as MState};
 use super::{base, default_password_in_use, render};
 use crate::app::AppState;
 use crate::db::{catalog, events, machines};
-use crate::guard::Session;
 
 /// What the live part of the dashboard shows.
 async fn live_ctx(s: &AppState) -> Option<Value> {
@@ -120,7 +119,7 @@ async fn checklist(s: &AppState, images: usize) -> Vec<Check> {
     ]
 }
 
-pub async fn show(State(s): State<AppState>, Extension(session): Extension<Session>) -> Response {
+pub async fn show(State(s): State<AppState>, Operator { session, .. }: Operator) -> Response {
     let live = live_ctx(&s).await.unwrap_or_default();
     let images = live
         .get_attr("images")

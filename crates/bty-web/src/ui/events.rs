@@ -1,21 +1,20 @@
 //! The audit log: search (`q`) and filters as pivot links, acknowledgement of failures, paging
 //! by id (newest first, 50 a page).
 
-use axum::Extension;
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::Operator;
 use super::{base, error_page, render};
 use crate::app::AppState;
 use crate::db::events::{self, Filter};
-use crate::guard::Session;
 
 const PAGE: i64 = 50;
 
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Query(mut f): Query<Filter>,
 ) -> Response {
     f.limit = Some(PAGE);
@@ -89,7 +88,7 @@ fn safe_back(back: Option<&str>) -> String {
 /// `POST /ui/events/ack`: `ids` (repeated, or comma-separated), `back` (where to return).
 pub async fn ack(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let ids: Vec<i64> = fields

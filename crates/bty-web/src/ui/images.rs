@@ -4,18 +4,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Extension;
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use bty_proto::catalog::CatalogEntryAdd;
 use serde::{Deserialize, Serialize};
 
+use super::Operator;
 use super::csrf::MultipartForm;
 use super::{FieldErrors, base, error_page, field_errors, render_status};
 use crate::app::AppState;
 use crate::db::{catalog, events, machines};
-use crate::guard::{Peer, Session, client_ip};
+use crate::guard::Session;
 
 /// The add form as typed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ async fn page(s: &AppState, session: &Session, status: StatusCode, v: View) -> R
 
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let notice = q
@@ -133,30 +133,19 @@ pub async fn show(
 
 pub async fn add(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    Operator { session, ip }: Operator,
     Form(form): Form<AddForm>,
 ) -> Response {
-    let mut errors = FieldErrors::new();
+    let refused = |form: AddForm, errors: FieldErrors| View {
+        add: form,
+        errors,
+        ..Default::default()
+    };
     if form.image_url.trim().is_empty() {
-        errors.insert(
-            "image_url".into(),
-            "Give the image's http(s):// or oras:// URL.".into(),
-        );
-        return page(
-            &s,
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            View {
-                add: form,
-                errors,
-                ..Default::default()
-            },
-        )
-        .await;
+        let msg = "Give the image's http(s):// or oras:// URL.".to_string();
+        let v = refused(form, FieldErrors::from([("image_url".to_string(), msg)]));
+        return page(&s, &session, StatusCode::UNPROCESSABLE_ENTITY, v).await;
     }
-    let ip = client_ip(&s, addr, &headers).to_string();
     match crate::routes::catalog::add_entry(&s, form.body(), ip).await {
         Ok(e) => Redirect::to(&format!(
             "/ui/images?added={}",
@@ -169,17 +158,8 @@ pub async fn add(
             if let Some(m) = errors.remove("ref") {
                 errors.insert("image_url".into(), m);
             }
-            page(
-                &s,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                View {
-                    add: form,
-                    errors,
-                    ..Default::default()
-                },
-            )
-            .await
+            let v = refused(form, errors);
+            page(&s, &session, StatusCode::UNPROCESSABLE_ENTITY, v).await
         }
     }
 }
@@ -194,9 +174,7 @@ fn imported_notice(r: &bty_proto::catalog::ImportResult) -> String {
 /// `POST /ui/images/import`: a catalog by URL.
 pub async fn import_url(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    Operator { session, ip }: Operator,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let source = form
@@ -219,7 +197,6 @@ pub async fn import_url(
         );
         return page(&s, &session, StatusCode::UNPROCESSABLE_ENTITY, v).await;
     }
-    let ip = client_ip(&s, addr, &headers).to_string();
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         bty_source::catalog::load(&src, &bty_source::http::HttpClient::default())
@@ -272,9 +249,7 @@ async fn finish_import(
 /// `POST /ui/images/upload`: a catalog file (multipart: `csrf`, then `file`).
 pub async fn import_upload(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    Operator { session, ip }: Operator,
     MultipartForm(mut mp): MultipartForm,
 ) -> Response {
     let mut text = None;
@@ -324,14 +299,13 @@ pub async fn import_upload(
             .await;
         }
     };
-    let ip = client_ip(&s, addr, &headers).to_string();
     finish_import(&s, &session, source, loaded, ip).await
 }
 
 /// `GET /ui/images/delete?src=`: the confirmation, naming the machines bound to the entry.
 pub async fn confirm_delete(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let src = q.get("src").cloned().unwrap_or_default();
@@ -359,9 +333,7 @@ pub async fn confirm_delete(
 
 pub async fn delete(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    Operator { session, ip }: Operator,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let src = form.get("src").cloned().unwrap_or_default();
@@ -373,7 +345,6 @@ pub async fn delete(
             .find(|e| e.src == src)
             .map(|e| e.name)
             .unwrap_or_else(|| src.clone());
-    let ip = client_ip(&s, addr, &headers).to_string();
     match crate::routes::catalog::delete_entry(&s, src, ip).await {
         Ok(true) => Redirect::to(&format!(
             "/ui/images?deleted={}",

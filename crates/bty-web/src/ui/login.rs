@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
-use axum::Extension;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::Operator;
 use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
-use crate::guard::{Peer, Session, client_ip, session_of};
+use crate::guard::{Peer, client_ip, session_of};
 
 async fn login_form(s: &AppState, status: StatusCode, message: Option<&str>) -> Response {
     super::render_status(
@@ -129,13 +129,7 @@ pub(super) async fn password_check(
 }
 
 /// Logout is a UI form post like any other (session and CSRF token checked before it runs).
-pub async fn logout(
-    State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
-) -> Response {
-    let ip = client_ip(&s, addr, &headers).to_string();
+pub async fn logout(State(s): State<AppState>, Operator { session, ip }: Operator) -> Response {
     {
         let id = session.id;
         let _ =

@@ -2,19 +2,19 @@
 //! the reported disks, labels, host name, sanboot drive), the hardware inventory, its events,
 //! and delete. An unknown MAC gets an empty form that creates the machine.
 
-use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use bty_proto::{BootMode, Mac, Machine, MachineUpsert};
 use serde::{Deserialize, Serialize};
 
 use super::view;
 use super::{FieldErrors, base, error_page, field_errors, render_status};
+use super::{MacPath, Operator};
 use crate::app::AppState;
 use crate::db::machines::{self, Blob};
 use crate::db::{catalog, events};
-use crate::guard::{Peer, Session, client_ip};
+use crate::guard::Session;
 
 /// The form as typed (re-shown as typed when it does not validate).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -150,51 +150,26 @@ async fn page(
     render_status(status, "machine.html", ctx)
 }
 
-fn parse(raw: &str) -> Option<Mac> {
-    Mac::parse(raw).ok()
-}
-
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Path(raw): Path<String>,
+    Operator { session, .. }: Operator,
+    MacPath(mac): MacPath,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let Some(mac) = parse(&raw) else {
-        return error_page(
-            &s,
-            &session,
-            StatusCode::NOT_FOUND,
-            &format!("{raw:?} is not a MAC address"),
-        )
-        .await;
-    };
     let notice = q.contains_key("saved").then_some("Saved.");
     page(&s, &session, &mac, None, FieldErrors::new(), notice).await
 }
 
 pub async fn save(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
+    Operator { session, ip }: Operator,
+    MacPath(mac): MacPath,
     Form(form): Form<MachineForm>,
 ) -> Response {
-    let Some(mac) = parse(&raw) else {
-        return error_page(
-            &s,
-            &session,
-            StatusCode::NOT_FOUND,
-            &format!("{raw:?} is not a MAC address"),
-        )
-        .await;
-    };
     let u = match form.upsert() {
         Ok(u) => u,
         Err(errors) => return page(&s, &session, &mac, Some(form), errors, None).await,
     };
-    let ip = client_ip(&s, addr, &headers).to_string();
     match crate::routes::machines::save(&s, mac.to_string(), u, ip).await {
         Ok(_) => Redirect::to(&format!("/ui/machines/{mac}?saved=1")).into_response(),
         Err(e) => {
@@ -213,21 +188,9 @@ pub async fn save(
 
 pub async fn delete(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
+    Operator { session, ip }: Operator,
+    MacPath(mac): MacPath,
 ) -> Response {
-    let Some(mac) = parse(&raw) else {
-        return error_page(
-            &s,
-            &session,
-            StatusCode::NOT_FOUND,
-            &format!("{raw:?} is not a MAC address"),
-        )
-        .await;
-    };
-    let ip = client_ip(&s, addr, &headers).to_string();
     match crate::routes::machines::remove(&s, mac.to_string(), ip).await {
         Ok(_) => Redirect::to(&format!("/ui/machines?deleted={mac}")).into_response(),
         Err(_) => {

@@ -3,18 +3,17 @@
 
 use std::collections::BTreeSet;
 
-use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use bty_proto::Mac;
 use serde::Deserialize;
 
+use super::Operator;
 use super::view::{self, Row};
 use super::{FieldErrors, base, render_status};
 use crate::app::AppState;
 use crate::db::{catalog, events, machines};
-use crate::guard::Session;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Filter {
@@ -64,7 +63,7 @@ pub struct PageQuery {
 
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let mut errors = FieldErrors::new();

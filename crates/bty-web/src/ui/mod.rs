@@ -27,7 +27,7 @@ use minijinja::Value;
 use crate::app::AppState;
 use crate::db::settings as stored;
 use crate::error::ApiError;
-use crate::guard::Session;
+use crate::guard::{Peer, Session, client_ip};
 
 /// Messages shown next to form fields, by field name.
 pub type FieldErrors = BTreeMap<String, String>;
@@ -114,4 +114,54 @@ pub async fn error_page(
 ) -> Response {
     let ctx = minijinja::context! { message => msg, status => status.as_u16(), ..base(s, session, "").await };
     render_status(status, "error.html", ctx)
+}
+
+/// The signed-in operator behind a UI request: the session (put there by the session check)
+/// and the client's address, for the audit log.
+pub struct Operator {
+    pub session: Session,
+    pub ip: String,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(session) = parts.extensions.get::<Session>().cloned() else {
+            return Err(axum::response::Redirect::to("/ui/login").into_response());
+        };
+        let Ok(Peer(addr)) = Peer::from_request_parts(parts, s).await;
+        Ok(Operator {
+            session,
+            ip: client_ip(s, addr, &parts.headers).to_string(),
+        })
+    }
+}
+
+/// A MAC address from the path; anything else is a 404 page.
+pub struct MacPath(pub bty_proto::Mac);
+
+impl axum::extract::FromRequestParts<AppState> for MacPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, s)
+            .await
+            .map(|p| p.0)
+            .unwrap_or_default();
+        if let Ok(mac) = bty_proto::Mac::parse(&raw) {
+            return Ok(MacPath(mac));
+        }
+        let msg = format!("{raw:?} is not a MAC address");
+        Err(match parts.extensions.get::<Session>() {
+            Some(session) => error_page(s, session, StatusCode::NOT_FOUND, &msg).await,
+            None => (StatusCode::NOT_FOUND, msg).into_response(),
+        })
+    }
 }

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
-use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::Operator;
 use super::csrf::MultipartForm;
 use super::{FieldErrors, base, error_page, render_status};
 use crate::app::AppState;
@@ -163,7 +163,7 @@ fn host_of(base_url: &str) -> String {
 
 pub async fn show(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -182,93 +182,53 @@ pub async fn show(
 /// `POST /ui/netboot/upload` (multipart: `csrf`, `name`, then `file`, streamed to disk).
 pub async fn upload(
     State(s): State<AppState>,
-    Extension(session): Extension<Session>,
+    Operator { session, .. }: Operator,
     headers: HeaderMap,
-    MultipartForm(mut mp): MultipartForm,
+    MultipartForm(mp): MultipartForm,
 ) -> Response {
-    let allowed = upload_names(&s);
-    let mut name: Option<String> = None;
+    match receive(&s, mp).await {
+        Ok(name) => Redirect::to(&format!(
+            "/ui/netboot?uploaded={}",
+            bty_source::oci::urlencode(&name)
+        ))
+        .into_response(),
+        Err(errors) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            page(&s, &session, &headers, status, errors, None).await
+        }
+    }
+}
+
+/// Store the upload's file under the chosen name; the name stored, or what to say by which
+/// field.
+async fn receive(s: &AppState, mut mp: axum::extract::Multipart) -> Result<String, FieldErrors> {
     let fail = |field: &str, msg: String| FieldErrors::from([(field.to_string(), msg)]);
+    let allowed = upload_names(s);
+    let mut name: Option<String> = None;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                let errors = fail("file", format!("The upload was cut: {e}"));
-                return page(
-                    &s,
-                    &session,
-                    &headers,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    errors,
-                    None,
-                )
-                .await;
-            }
+            Ok(None) => return Err(fail("file", "Choose a file to upload.".into())),
+            Err(e) => return Err(fail("file", format!("The upload was cut: {e}"))),
         };
         match field.name() {
             Some("name") => name = field.text().await.ok().map(|t| t.trim().to_string()),
             Some("file") => {
-                let Some(n) = name.clone().filter(|n| allowed.contains(n)) else {
-                    let errors = fail(
-                        "name",
-                        "Choose which boot file this is (before the file).".into(),
-                    );
-                    return page(
-                        &s,
-                        &session,
-                        &headers,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        errors,
-                        None,
-                    )
-                    .await;
+                let Some(n) = name.filter(|n| allowed.contains(n)) else {
+                    let msg = "Choose which boot file this is (before the file).";
+                    return Err(fail("name", msg.into()));
                 };
                 if field.file_name().is_none_or(str::is_empty) {
-                    let errors = fail("file", "Choose a file to upload.".into());
-                    return page(
-                        &s,
-                        &session,
-                        &headers,
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        errors,
-                        None,
-                    )
-                    .await;
+                    return Err(fail("file", "Choose a file to upload.".into()));
                 }
-                return match crate::routes::boot::store(&s, &n, field).await {
-                    Ok(_) => Redirect::to(&format!(
-                        "/ui/netboot?uploaded={}",
-                        bty_source::oci::urlencode(&n)
-                    ))
-                    .into_response(),
-                    Err(e) => {
-                        let errors = super::field_errors(&e, "file");
-                        page(
-                            &s,
-                            &session,
-                            &headers,
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            errors,
-                            None,
-                        )
-                        .await
-                    }
+                return match crate::routes::boot::store(s, &n, field).await {
+                    Ok(_) => Ok(n),
+                    Err(e) => Err(super::field_errors(&e, "file")),
                 };
             }
             _ => {}
         }
     }
-    let errors = fail("file", "Choose a file to upload.".into());
-    page(
-        &s,
-        &session,
-        &headers,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        errors,
-        None,
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
 //! The settings page: every configuration key's effective value and where it came from
 //! (default, a file, the environment), secrets masked.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
 
+use super::Operator;
 use super::{base, render};
 use crate::app::AppState;
-use crate::guard::Session;
 
-pub async fn show(State(s): State<AppState>, Extension(session): Extension<Session>) -> Response {
+pub async fn show(State(s): State<AppState>, Operator { session, .. }: Operator) -> Response {
     let rows: Vec<_> = s
         .cfg
         .describe()

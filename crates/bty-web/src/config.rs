@@ -116,6 +116,12 @@ const KEYS: &[KeyDef] = &[
         secret: false,
     },
     KeyDef {
+        section: "events",
+        key: "retention_days",
+        default: "365",
+        secret: false,
+    },
+    KeyDef {
         section: "tftp",
         key: "enabled",
         default: "false",
@@ -180,6 +186,8 @@ pub struct Config {
     pub boot_dir: PathBuf,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
+    /// Events older than this many days are deleted (0: never).
+    pub event_retention_days: u32,
     pub netboot: crate::pxe::netboot::Netboot,
     /// The TFTP server, when enabled: bind address and root folder.
     pub tftp: Option<(std::net::SocketAddr, PathBuf)>,
@@ -383,8 +391,16 @@ impl Config {
             "false" | "0" | "no" | "off" | "" => None,
             _ => return Err(bad("tftp.enabled", "true or false")),
         };
+        let event_retention_days: u32 =
+            get("events.retention_days").parse().ok().ok_or_else(|| {
+                bad(
+                    "events.retention_days",
+                    "a whole number of days (0: keep every event)",
+                )
+            })?;
         Ok(Config {
             tftp,
+            event_retention_days,
             max_upload_bytes,
             netboot,
             admin_password: if password.is_empty() {

@@ -10,6 +10,7 @@ mod error;
 mod guard;
 mod portability;
 mod pxe;
+mod retention;
 mod routes;
 mod tftp;
 mod ui;
@@ -110,6 +111,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     let mut state = AppState::new(cfg, db, keys);
     state.tftp_addr = tftp_addr;
+    retention::prune_once(&state).await;
+    retention::spawn(state.clone());
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

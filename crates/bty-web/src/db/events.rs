@@ -2,6 +2,7 @@
 //! upstream's filters and `before_id` paging, newest first.
 
 use bty_proto::event::Event;
+use rusqlite::OptionalExtension;
 use rusqlite::{Connection, params_from_iter};
 
 /// What an event says, before it is stored.
@@ -115,6 +116,23 @@ pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
     rows.collect()
 }
 
+/// Delete up to `chunk` of the oldest events stamped before `cutoff` (a timestamp in the stored
+/// format); how many went. Ids grow with time, so the oldest rows come first and a log with
+/// nothing to prune costs one row read.
+pub fn prune(c: &Connection, cutoff: &str, chunk: usize) -> rusqlite::Result<usize> {
+    let oldest: Option<String> = c
+        .prepare_cached("SELECT ts FROM events ORDER BY id LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if oldest.is_none_or(|ts| ts.as_str() >= cutoff) {
+        return Ok(0);
+    }
+    c.prepare_cached(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ?1 ORDER BY id LIMIT ?2)",
+    )?
+    .execute(rusqlite::params![cutoff, chunk as i64])
+}
+
 /// Mark one event acknowledged; false if there is none with that id.
 pub fn ack(c: &Connection, id: i64) -> rusqlite::Result<bool> {
     Ok(
@@ -122,4 +140,49 @@ pub fn ack(c: &Connection, id: i64) -> rusqlite::Result<bool> {
             .execute([id])?
             == 1,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(c: &Connection, ts: &str) {
+        record(
+            c,
+            &NewEvent {
+                kind: "machine.discovered",
+                summary: ts.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE events SET ts = ?1 WHERE id = last_insert_rowid()",
+            [ts],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn prune_takes_the_oldest_in_chunks() {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::db::migrations::migrate(&mut c, usize::MAX).unwrap();
+        assert_eq!(prune(&c, "2026-01-01", 10).unwrap(), 0, "empty log");
+        for d in 1..=9 {
+            at(&c, &format!("2025-12-0{d}T00:00:00.000000+00:00"));
+        }
+        at(&c, "2026-02-01T00:00:00.000000+00:00");
+        assert_eq!(prune(&c, "2026-01-01", 4).unwrap(), 4);
+        assert_eq!(prune(&c, "2026-01-01", 4).unwrap(), 4);
+        assert_eq!(prune(&c, "2026-01-01", 4).unwrap(), 1);
+        assert_eq!(prune(&c, "2026-01-01", 4).unwrap(), 0);
+        let left: Vec<String> = c
+            .prepare("SELECT ts FROM events")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, vec!["2026-02-01T00:00:00.000000+00:00"]);
+    }
 }

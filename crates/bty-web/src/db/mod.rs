@@ -169,11 +169,17 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>) {
 
 /// Now as upstream writes timestamps: ISO-8601 UTC with microseconds and `+00:00`.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// A time in the stored timestamp format (which sorts as text in time order).
+pub fn timestamp(t: time::OffsetDateTime) -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"
     );
-    t.format(&fmt).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 /// Seconds since the epoch.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,8 +25,8 @@ pub struct Metrics {
     pub pxe_contacts: AtomicU64,
     pub flashes_done: AtomicU64,
     pub flashes_failed: AtomicU64,
-    /// (route, status) → answers.
-    pub requests: Mutex<HashMap<(String, u16), u64>>,
+    /// route → status → answers.
+    pub requests: RwLock<HashMap<String, HashMap<u16, AtomicU64>>>,
 }
 
 /// Progress reports older than this no longer count as a flash in progress.

@@ -40,16 +40,25 @@ pub async fn machines(
     )
 }
 
-/// Count answers by route and status.
+/// Count answers by route and status: a shared read lock and an atomic add once the pair has
+/// been seen (no allocation, no exclusive lock on the hot path).
 pub async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let res = next.run(req).await;
-    if let Ok(mut m) = s.metrics.requests.lock() {
-        *m.entry((route, res.status().as_u16())).or_insert(0) += 1;
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = res.status().as_u16();
+    if let Ok(map) = s.metrics.requests.read()
+        && let Some(n) = map.get(route).and_then(|r| r.get(&status))
+    {
+        n.fetch_add(1, Ordering::Relaxed);
+        return res;
+    }
+    if let Ok(mut map) = s.metrics.requests.write() {
+        map.entry(route.to_string())
+            .or_default()
+            .entry(status)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
     res
 }
@@ -72,10 +81,17 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
     let m = &s.metrics;
     let mut out = String::new();
     out.push_str("# HELP bty_http_requests_total HTTP answers by route and status.\n# TYPE bty_http_requests_total counter\n");
-    if let Ok(map) = m.requests.lock() {
-        let mut rows: Vec<_> = map.iter().collect();
+    if let Ok(map) = m.requests.read() {
+        let mut rows: Vec<(&String, u16, u64)> = map
+            .iter()
+            .flat_map(|(route, by_status)| {
+                by_status
+                    .iter()
+                    .map(move |(st, n)| (route, *st, n.load(Ordering::Relaxed)))
+            })
+            .collect();
         rows.sort();
-        for ((route, status), n) in rows {
+        for (route, status, n) in rows {
             out.push_str(&format!(
                 "bty_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}\n",
                 escape_label(route)

@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/logout", post(ui::login::logout))
         .route("/ui/live/machines", get(ui::live::machines))
         .route("/ui/live/dashboard", get(ui::live::dashboard))
+        .route("/ui/live/machines/{mac}", get(ui::live::machine))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             ui::csrf::require,

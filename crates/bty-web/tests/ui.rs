@@ -23,6 +23,7 @@ const PAGES: &[&str] = &[
     "/ui/account",
     "/ui/live/machines",
     "/ui/live/dashboard",
+    "/ui/live/machines/52:54:00:00:00:42",
 ];
 
 /// Every form post, with a body that would be accepted with the right token.

@@ -1,5 +1,6 @@
 //! Live fragments for htmx's SSE extension: `/ui/live/machines` (the machines table body, with
-//! the page's filter) and `/ui/live/dashboard` (counts and flashes in progress). Each sends the
+//! the page's filter), `/ui/live/dashboard` (counts and flashes in progress) and
+//! `/ui/live/machines/{mac}` (one machine's state). Each sends the
 //! fragment on connect, then again after machine changes; a burst of changes renders once.
 
 use std::convert::Infallible;
@@ -13,23 +14,30 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::machines::{Filter, rows_html};
 use crate::app::AppState;
 
-fn sse<F, Fut>(
+/// `relevant` picks the bus messages (JSON naming the changed machine) that call for a new
+/// render; a subscriber that fell behind renders anyway.
+fn sse<F, Fut, R>(
     s: AppState,
     event: &'static str,
+    relevant: R,
     render: F,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
     F: Fn(AppState) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<String>> + Send,
+    R: Fn(&str) -> bool + Send + Sync + 'static,
 {
     let rx = s.bus.subscribe();
     let stream = futures_util::stream::unfold(
-        (rx, true, s, render),
-        move |(mut rx, first, s, render)| async move {
+        (rx, true, s, render, relevant),
+        move |(mut rx, first, s, render, relevant)| async move {
             if !first {
-                match rx.recv().await {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
+                loop {
+                    match rx.recv().await {
+                        Ok(msg) if !relevant(&msg) => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return None,
+                    }
                 }
                 // Whatever else is queued is covered by this one render.
                 while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
@@ -41,7 +49,7 @@ where
                 .replace('\r', "");
             Some((
                 Ok(Event::default().event(event).data(html)),
-                (rx, false, s, render),
+                (rx, false, s, render, relevant),
             ))
         },
     );
@@ -52,16 +60,42 @@ pub async fn machines(
     State(s): State<AppState>,
     Query(f): Query<Filter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    sse(s, "rows", move |s| {
-        let f = f.clone();
-        async move { rows_html(&s, &f).await }
-    })
+    sse(
+        s,
+        "rows",
+        |_| true,
+        move |s| {
+            let f = f.clone();
+            async move { rows_html(&s, &f).await }
+        },
+    )
 }
 
 pub async fn dashboard(
     State(s): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    sse(s, "live", |s| async move {
-        super::dashboard::live_html(&s).await
-    })
+    sse(
+        s,
+        "live",
+        |_| true,
+        |s| async move { super::dashboard::live_html(&s).await },
+    )
+}
+
+/// `/ui/live/machines/{mac}`: one machine's state, progress and timestamps.
+pub async fn machine(
+    State(s): State<AppState>,
+    super::MacPath(mac): super::MacPath,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mac = mac.to_string();
+    let needle = format!("\"mac\":\"{mac}\"");
+    sse(
+        s,
+        "status",
+        move |msg| msg.contains(&needle),
+        move |s| {
+            let mac = mac.clone();
+            async move { super::machine::status_html(&s, &mac).await }
+        },
+    )
 }

@@ -150,6 +150,24 @@ async fn page(
     render_status(status, "machine.html", ctx)
 }
 
+/// The live part of a machine's page: its state, progress and timestamps.
+pub async fn status_html(s: &AppState, mac: &str) -> Option<String> {
+    let key = mac.to_string();
+    let (m, entries) =
+        s.db.read(move |c| Ok((machines::get(c, &key)?, catalog::list(c)?)))
+            .await
+            .ok()?;
+    let mut m = m?;
+    s.with_progress(&mut m);
+    let row = view::row(&m, &view::names(&entries));
+    super::templates::render(
+        "machine_status.html",
+        minijinja::context! { machine => m, row => row },
+    )
+    .map_err(|e| tracing::error!("machine status: {e:#}"))
+    .ok()
+}
+
 pub async fn show(
     State(s): State<AppState>,
     Operator { session, .. }: Operator,

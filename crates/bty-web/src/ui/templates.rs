@@ -26,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/machine_rows.html"),
     ),
     ("machine.html", include_str!("../../templates/machine.html")),
+    (
+        "machine_status.html",
+        include_str!("../../templates/machine_status.html"),
+    ),
     ("images.html", include_str!("../../templates/images.html")),
     (
         "image_delete.html",

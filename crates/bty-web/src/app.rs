@@ -157,6 +157,7 @@ pub fn router(state: AppState) -> Router {
     let ui = Router::new()
         .route("/ui/dashboard", get(ui::dashboard::show))
         .route("/ui/machines", get(ui::machines::show))
+        .route("/ui/machines/bulk", post(ui::bulk::apply))
         .route(
             "/ui/machines/{mac}",
             get(ui::machine::show).post(ui::machine::save),

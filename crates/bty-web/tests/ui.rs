@@ -35,6 +35,10 @@ fn posts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ),
         ("/ui/machines/52:54:00:00:00:42/delete", vec![]),
         (
+            "/ui/machines/bulk",
+            vec![("boot_mode", "ipxe-exit"), ("count", "0")],
+        ),
+        (
             "/ui/images/add",
             vec![("image_url", "http://127.0.0.1:9/disk.raw")],
         ),
@@ -403,5 +407,95 @@ fn settings_show_sources_and_mask_secrets() {
         !c.get("/ui/dashboard")
             .body
             .contains("default admin password is in use")
+    );
+}
+
+#[test]
+fn bulk_binding_keeps_each_disk_and_checks_the_count() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let token = c.csrf();
+    let put = |c: &mut common::Client, mac: &str, body: serde_json::Value| {
+        let r = c.json("PUT", &format!("/machines/{mac}"), &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let (a, b, other) = (
+        "52:54:00:00:03:01",
+        "52:54:00:00:03:02",
+        "52:54:00:00:03:03",
+    );
+    put(
+        &mut c,
+        a,
+        serde_json::json!({"labels": ["rack-1"], "target_disk_serial": "SER-A", "hostname": "a1"}),
+    );
+    put(&mut c, b, serde_json::json!({"labels": ["rack-1"]}));
+    put(
+        &mut c,
+        other,
+        serde_json::json!({"labels": ["rack-2"], "target_disk_serial": "SER-C"}),
+    );
+    let r = c.json(
+        "POST",
+        "/catalog/entries",
+        &serde_json::json!({"image_url": "http://127.0.0.1:9/fleet.raw.zst"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let image = r.json()["bty_image_ref"].as_str().unwrap().to_string();
+    let page = c.get("/ui/machines?label=rack-1").body;
+    assert!(page.contains("name=\"count\" value=\"2\""), "{page}");
+    assert!(page.contains("Change all 2 machines shown (filtered)"));
+
+    // A count that no longer matches: nothing changes.
+    let form = |count: &str| {
+        vec![
+            ("csrf", token.clone()),
+            ("label", "rack-1".to_string()),
+            ("q", String::new()),
+            ("boot_mode", "bty-flash-once".to_string()),
+            ("bty_image_ref", image.clone()),
+            ("count", count.to_string()),
+        ]
+    };
+    let send = |c: &mut common::Client, f: Vec<(&str, String)>| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        c.form("/ui/machines/bulk", &f)
+    };
+    let r = send(&mut c, form("3"));
+    assert_eq!(r.status, 303);
+    let shown = c.get(r.header("location").unwrap()).body;
+    assert!(
+        shown.contains("Nothing changed: the filter now matches 2 machines, not the 3"),
+        "{shown}"
+    );
+    assert_eq!(
+        c.get(&format!("/machines/{a}")).json()["boot_mode"],
+        "ipxe-exit"
+    );
+
+    // The right count: a is bound (keeping its disk and host name), b has no disk and is named.
+    let r = send(&mut c, form("2"));
+    let shown = c.get(r.header("location").unwrap()).body;
+    assert!(
+        shown.contains("Set 1 machines to bty-flash-once."),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!(
+        "Skipped 1: {b} (required for boot_mode bty-flash-once"
+    )));
+    let ma = c.get(&format!("/machines/{a}")).json();
+    assert_eq!(ma["boot_mode"], "bty-flash-once");
+    assert_eq!(ma["bty_image_ref"], image.as_str());
+    assert_eq!(ma["target_disk_serial"], "SER-A");
+    assert_eq!(ma["hostname"], "a1");
+    assert_eq!(ma["labels"], serde_json::json!(["rack-1"]));
+    assert_eq!(
+        c.get(&format!("/machines/{b}")).json()["boot_mode"],
+        "ipxe-exit"
+    );
+    let mo = c.get(&format!("/machines/{other}")).json();
+    assert_eq!(
+        (mo["boot_mode"].as_str(), mo["bty_image_ref"].as_str()),
+        (Some("ipxe-exit"), None)
     );
 }

@@ -57,6 +57,8 @@ pub struct PageQuery {
     #[serde(default)]
     label: String,
     deleted: Option<String>,
+    /// The outcome of a bulk change.
+    bulk: Option<String>,
     /// The add-by-MAC form.
     add: Option<String>,
 }
@@ -91,19 +93,24 @@ pub async fn show(
         )
         .await;
     };
-    let activity =
+    let (activity, entries) =
         s.db.read(|c| {
-            events::query(
+            let activity = events::query(
                 c,
                 &events::Filter {
                     subject_kind: Some("machine".into()),
                     limit: Some(10),
                     ..Default::default()
                 },
-            )
+            )?;
+            Ok((activity, catalog::list(c)?))
         })
         .await
         .unwrap_or_default();
+    let modes: Vec<&str> = bty_proto::BootMode::ALL
+        .iter()
+        .map(|b| b.as_str())
+        .collect();
     let live_query =
         serde_urlencoded::to_string([("q", &f.q), ("label", &f.label)]).unwrap_or_default();
     let status = if errors.is_empty() {
@@ -120,6 +127,9 @@ pub async fn show(
         add => q.add,
         errors => errors,
         deleted => q.deleted,
+        bulk => q.bulk,
+        entries => entries,
+        modes => modes,
         activity => activity,
         ..base(&s, &session, "machines").await
     };

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod bulk;
 pub mod csrf;
 pub mod dashboard;
 pub mod events;

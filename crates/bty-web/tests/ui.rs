@@ -379,7 +379,10 @@ fn events_page_search_and_paging() {
         .and_then(|t| t.split('"').next())
         .expect("an Older link")
         .to_string();
-    let rows = |page: &str| page.matches("<td class=\"nowrap\">2").count();
+    let rows = |page: &str| {
+        page.matches("data-label=\"When (UTC)\" class=\"nowrap\">2")
+            .count()
+    };
     assert_eq!(rows(&first), 50);
     let second = c.get(&format!("/ui/events?before_id={older}")).body;
     assert_eq!(rows(&second), 11, "61 events in all");

@@ -62,6 +62,30 @@ pub async fn live_html(s: &AppState) -> Option<String> {
         .ok()
 }
 
+/// Failures nobody acknowledged yet, newest first.
+async fn failures(s: &AppState) -> Vec<bty_proto::event::Event> {
+    s.db.read(|c| {
+        events::query(
+            c,
+            &events::Filter {
+                failed: Some("1".into()),
+                unacked: Some("1".into()),
+                limit: Some(10),
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .unwrap_or_default()
+}
+
+pub async fn failures_html(s: &AppState, csrf: &str) -> Option<String> {
+    let ctx = minijinja::context! { failures => failures(s).await, csrf => csrf, back => "/ui/dashboard" };
+    super::templates::render("dashboard_failures.html", ctx)
+        .map_err(|e| tracing::error!("dashboard failures: {e:#}"))
+        .ok()
+}
+
 #[derive(Debug, Serialize)]
 struct Check {
     ok: bool,

@@ -15,16 +15,16 @@ use super::machines::{Filter, rows_html};
 use crate::app::AppState;
 
 /// `relevant` picks the bus messages (JSON naming the changed machine) that call for a new
-/// render; a subscriber that fell behind renders anyway.
+/// render; a subscriber that fell behind renders anyway. `render` gives the fragments, each
+/// under its event name.
 fn sse<F, Fut, R>(
     s: AppState,
-    event: &'static str,
     relevant: R,
     render: F,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
     F: Fn(AppState) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Option<String>> + Send,
+    Fut: Future<Output = Vec<(&'static str, String)>> + Send,
     R: Fn(&str) -> bool + Send + Sync + 'static,
 {
     let rx = s.bus.subscribe();
@@ -43,17 +43,18 @@ where
                 while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
             }
             // SSE data cannot carry a carriage return; HTML does not need one.
-            let html = render(s.clone())
+            let events: Vec<Result<Event, Infallible>> = render(s.clone())
                 .await
-                .unwrap_or_default()
-                .replace('\r', "");
+                .into_iter()
+                .map(|(name, html)| Ok(Event::default().event(name).data(html.replace('\r', ""))))
+                .collect();
             Some((
-                Ok(Event::default().event(event).data(html)),
+                futures_util::stream::iter(events),
                 (rx, false, s, render, relevant),
             ))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default())
 }
 
 pub async fn machines(
@@ -62,23 +63,43 @@ pub async fn machines(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     sse(
         s,
-        "rows",
         |_| true,
         move |s| {
             let f = f.clone();
-            async move { rows_html(&s, &f).await }
+            async move {
+                rows_html(&s, &f)
+                    .await
+                    .map(|h| ("rows", h))
+                    .into_iter()
+                    .collect()
+            }
         },
     )
 }
 
+/// The dashboard's counts and flashes, and its failures list (whose acknowledge buttons carry
+/// this session's CSRF token).
 pub async fn dashboard(
     State(s): State<AppState>,
+    super::Operator { session, .. }: super::Operator,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let csrf = s.keys.csrf(&session.id);
     sse(
         s,
-        "live",
         |_| true,
-        |s| async move { super::dashboard::live_html(&s).await },
+        move |s| {
+            let csrf = csrf.clone();
+            async move {
+                let mut out = Vec::new();
+                if let Some(h) = super::dashboard::live_html(&s).await {
+                    out.push(("live", h));
+                }
+                if let Some(h) = super::dashboard::failures_html(&s, &csrf).await {
+                    out.push(("failures", h));
+                }
+                out
+            }
+        },
     )
 }
 
@@ -91,11 +112,13 @@ pub async fn machine(
     let needle = format!("\"mac\":\"{mac}\"");
     sse(
         s,
-        "status",
         move |msg| msg.contains(&needle),
         move |s| {
             let mac = mac.clone();
-            async move { super::machine::status_html(&s, &mac).await }
+            async move {
+                let h = super::machine::status_html(&s, &mac).await;
+                h.map(|h| ("status", h)).into_iter().collect()
+            }
         },
     )
 }

@@ -18,6 +18,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/dashboard_live.html"),
     ),
     (
+        "dashboard_failures.html",
+        include_str!("../../templates/dashboard_failures.html"),
+    ),
+    (
         "machines.html",
         include_str!("../../templates/machines.html"),
     ),
@@ -115,6 +119,19 @@ mod tests {
         for (name, _) in TEMPLATES {
             env.get_template(name).expect(name);
         }
+    }
+
+    #[test]
+    fn every_template_file_is_registered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut known: Vec<String> = TEMPLATES.iter().map(|(n, _)| n.to_string()).collect();
+        known.sort();
+        assert_eq!(files, known);
     }
 
     #[test]

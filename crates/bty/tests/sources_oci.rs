@@ -234,18 +234,13 @@ fn the_token_flow_works_anonymously_and_with_credentials() {
     assert_eq!(run.code, 2, "no credentials: {}", run.stderr);
     assert!(run.stderr.contains("access denied"), "{}", run.stderr);
 
-    let docker = dir.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-    std::fs::write(
-        docker.join("config.json"),
-        format!(
-            "{{\"auths\":{{\"127.0.0.1:{}\":{{\"auth\":\"{auth}\"}}}}}}",
-            private.port
-        ),
-    )
-    .unwrap();
+    let docker = docker_config(
+        &dir.path().join("docker"),
+        private.port,
+        &format!("{{\"auth\":\"{auth}\"}}"),
+    );
     let run = bty_env(
         &["flash", &url, out.to_str().unwrap(), "--yes"],
         &[("DOCKER_CONFIG", docker.to_str().unwrap())],
@@ -265,16 +260,11 @@ fn the_token_flow_works_anonymously_and_with_credentials() {
     // An identity token in the Docker config is exchanged by the OAuth2 refresh-token grant.
     let oauth = TokenProxy::start_oauth(reg.port, "refresh-42");
     let url = format!("oras://127.0.0.1:{}/team/disk:v2", oauth.port);
-    let docker2 = dir.path().join("docker2");
-    std::fs::create_dir_all(&docker2).unwrap();
-    std::fs::write(
-        docker2.join("config.json"),
-        format!(
-            "{{\"auths\":{{\"127.0.0.1:{}\":{{\"auth\":\"\",\"identitytoken\":\"refresh-42\"}}}}}}",
-            oauth.port
-        ),
-    )
-    .unwrap();
+    let docker2 = docker_config(
+        &dir.path().join("docker2"),
+        oauth.port,
+        "{\"auth\":\"\",\"identitytoken\":\"refresh-42\"}",
+    );
     let run = bty_env(
         &["flash", &url, out.to_str().unwrap(), "--yes"],
         &[("DOCKER_CONFIG", docker2.to_str().unwrap())],
@@ -285,6 +275,17 @@ fn the_token_flow_works_anonymously_and_with_credentials() {
         &[("DOCKER_CONFIG", "/nonexistent")],
     );
     assert_eq!(run.code, 2, "without the identity token: {}", run.stderr);
+}
+
+/// A Docker config folder whose `config.json` has one entry for `127.0.0.1:PORT`.
+fn docker_config(dir: &std::path::Path, port: u16, entry: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"auths\":{{\"127.0.0.1:{port}\":{entry}}}}}"),
+    )
+    .unwrap();
+    dir.to_path_buf()
 }
 
 #[test]

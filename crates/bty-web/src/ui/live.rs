@@ -57,21 +57,28 @@ where
     Sse::new(futures_util::StreamExt::flatten(stream)).keep_alive(KeepAlive::default())
 }
 
+/// The machines table (with the page's filter) and the machine activity list (whose
+/// acknowledge buttons carry this session's CSRF token).
 pub async fn machines(
     State(s): State<AppState>,
+    super::Operator { session, .. }: super::Operator,
     Query(f): Query<Filter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let csrf = s.keys.csrf(&session.id);
     sse(
         s,
         |_| true,
         move |s| {
-            let f = f.clone();
+            let (f, csrf) = (f.clone(), csrf.clone());
             async move {
-                rows_html(&s, &f)
-                    .await
-                    .map(|h| ("rows", h))
-                    .into_iter()
-                    .collect()
+                let mut out = Vec::new();
+                if let Some(h) = rows_html(&s, &f).await {
+                    out.push(("rows", h));
+                }
+                if let Some(h) = super::machines::activity_html(&s, &csrf).await {
+                    out.push(("activity", h));
+                }
+                out
             }
         },
     )

@@ -50,6 +50,29 @@ pub async fn rows_html(s: &AppState, f: &Filter) -> Option<String> {
         .ok()
 }
 
+/// The latest machine events, newest first.
+async fn activity(s: &AppState) -> Vec<bty_proto::event::Event> {
+    s.db.read(|c| {
+        events::query(
+            c,
+            &events::Filter {
+                subject_kind: Some("machine".into()),
+                limit: Some(10),
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .unwrap_or_default()
+}
+
+pub async fn activity_html(s: &AppState, csrf: &str) -> Option<String> {
+    let ctx = minijinja::context! { activity => activity(s).await, csrf => csrf };
+    super::templates::render("machine_activity.html", ctx)
+        .map_err(|e| tracing::error!("machine activity: {e:#}"))
+        .ok()
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
     #[serde(default)]
@@ -93,20 +116,8 @@ pub async fn show(
         )
         .await;
     };
-    let (activity, entries) =
-        s.db.read(|c| {
-            let activity = events::query(
-                c,
-                &events::Filter {
-                    subject_kind: Some("machine".into()),
-                    limit: Some(10),
-                    ..Default::default()
-                },
-            )?;
-            Ok((activity, catalog::list(c)?))
-        })
-        .await
-        .unwrap_or_default();
+    let activity = activity(&s).await;
+    let entries = s.db.read(catalog::list).await.unwrap_or_default();
     let modes: Vec<&str> = bty_proto::BootMode::ALL
         .iter()
         .map(|b| b.as_str())

@@ -26,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/machines.html"),
     ),
     (
+        "machine_activity.html",
+        include_str!("../../templates/machine_activity.html"),
+    ),
+    (
         "machine_rows.html",
         include_str!("../../templates/machine_rows.html"),
     ),

@@ -127,6 +127,7 @@ try {
   assert.ok(script.startsWith("#!ipxe"), script);
   await page.locator(`tr[data-mac="${MAC}"]`).waitFor();
   await page.locator(`tr[data-mac="${MAC}"] .state-discovered`).waitFor();
+  await page.locator("#machine-activity", { hasText: `${MAC} discovered` }).waitFor();
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
   await shot("machines");
 

@@ -231,6 +231,22 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
+/// The client's address as `client_ip` gives it (the peer, or behind a trusted proxy the
+/// forwarded one): for the audit log and the login limit.
+pub struct ClientIp(pub IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(Peer(addr)) = Peer::from_request_parts(parts, s).await;
+        Ok(ClientIp(client_ip(s, addr, &parts.headers)))
+    }
+}
+
 /// Refuse a body whose declared length is over the limit before reading any of it (bodies
 /// without a length are cut at the same limit while they are read).
 pub async fn limit_declared_body(

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::guard::{Peer, client_ip};
+use crate::guard::ClientIp;
 
 /// A bare file name that stays inside the boot folder, or 400.
 fn safe_path(boot_dir: &FsPath, name: &str) -> Result<PathBuf, ApiError> {
@@ -91,7 +91,7 @@ pub(crate) fn parse_range(v: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
 
 pub async fn get(
     State(s): State<AppState>,
-    Peer(addr): Peer,
+    ClientIp(ip): ClientIp,
     method: Method,
     headers: HeaderMap,
     Path(name): Path<String>,
@@ -111,7 +111,7 @@ pub async fn get(
     }
     // Serving the flasher's kernel or initrd with ?mac= proves the netboot environment boots.
     if let Some(mac) = q.get("mac").and_then(|m| bty_proto::Mac::parse(m).ok()) {
-        let ip = client_ip(&s, addr, &headers).to_string();
+        let ip = ip.to_string();
         let (m, n) = (mac.to_string(), name.clone());
         if s.db
             .write(move |c| crate::db::pxe::arm(c, &m, &ip, &n))

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_proto::catalog::{CatalogEntry, CatalogEntryAdd, ImageEntry, ImportError, ImportResult};
 use bty_source::HttpClient;
@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::db::catalog;
 use crate::db::events::{self, NewEvent};
 use crate::error::ApiError;
-use crate::guard::{Peer, client_ip};
+use crate::guard::ClientIp;
 use crate::routes::machines::body;
 
 fn is_hex64(s: &str) -> bool {
@@ -188,12 +188,11 @@ fn operator_event(
 
 pub async fn add(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     b: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CatalogEntry>), ApiError> {
     let add: CatalogEntryAdd = body(b)?;
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     Ok((StatusCode::CREATED, Json(add_entry(&s, add, ip).await?)))
 }
 
@@ -261,8 +260,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<CatalogEntry>>, 
 
 pub async fn delete(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let Some(src) = q.get("src").cloned() else {
@@ -272,7 +270,7 @@ pub async fn delete(
             kind: "missing",
         }]));
     };
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     if delete_entry(&s, src.clone(), ip).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -310,14 +308,13 @@ pub async fn delete_entry(s: &AppState, src: String, ip: String) -> Result<bool,
 
 pub async fn import(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ImportResult>, ApiError> {
     let Some(source) = q.get("source").cloned() else {
         return Err(ApiError::invalid("source", "field required"));
     };
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         bty_source::catalog::load(&src, &HttpClient::default())

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_proto::{Mac, Machine, MachineUpsert};
 
@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::db::events::{self, NewEvent};
 use crate::db::machines::{self, Blob};
 use crate::error::ApiError;
-use crate::guard::{Peer, client_ip};
+use crate::guard::ClientIp;
 
 pub fn parse_mac(raw: &str) -> Result<Mac, ApiError> {
     Mac::parse(raw).map_err(|_| ApiError::bad_request(format!("invalid MAC: '{raw}'")))
@@ -58,14 +58,13 @@ pub async fn get_one(
 
 pub async fn put(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
     b: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<Machine>, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let u: MachineUpsert = body(b)?;
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     Ok(Json(save(&s, mac, u, ip).await?))
 }
 
@@ -119,12 +118,11 @@ pub async fn save(
 
 pub async fn delete(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     if remove(&s, mac.clone(), ip).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

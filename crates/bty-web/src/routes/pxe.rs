@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::db::pxe as state;
 use crate::error::ApiError;
-use crate::guard::{Peer, client_ip};
+use crate::guard::ClientIp;
 use crate::pxe::decide::{self, Script};
 use crate::pxe::scripts;
 use crate::routes::machines::{body, parse_mac};
@@ -41,12 +41,12 @@ pub async fn bootstrap(State(s): State<AppState>, headers: HeaderMap) -> Respons
 
 pub async fn script(
     State(s): State<AppState>,
-    Peer(addr): Peer,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let Some(base) = base(&s, &headers) else {
         return Ok(ipxe(scripts::bootstrap(None)));
     };
@@ -90,12 +90,12 @@ pub async fn script(
 
 pub async fn plan(
     State(s): State<AppState>,
-    Peer(addr): Peer,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Json<Plan>, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let base = base(&s, &headers).ok_or_else(|| {
         ApiError::bad_request("no usable server address: set [server] public_url")
     })?;
@@ -115,8 +115,7 @@ pub async fn plan(
 
 pub async fn inventory(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
     b: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -142,7 +141,7 @@ pub async fn inventory(
     }
     let disks_text = serde_json::Value::Array(disks).to_string();
     let serials: Vec<String> = post.disks.iter().filter_map(|d| d.serial.clone()).collect();
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let m = mac.clone();
     let known =
         s.db.write(move |c| state::inventory(c, &m, &ip, &disks_text, serials, lshw.as_deref()))
@@ -176,20 +175,18 @@ where
 
 pub async fn done(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let record = move |c: &rusqlite::Connection, m: &str| state::done(c, m, &ip);
     end_of_flash(&s, mac, record, &s.metrics.flashes_done).await
 }
 
 pub async fn failed(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
     b: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -197,7 +194,7 @@ pub async fn failed(
     let f: FlashFailed = body(b)?;
     let cut = |v: Option<String>| v.map(|s| s.chars().take(1024).collect::<String>());
     let (stage, reason) = (cut(f.stage), cut(f.reason));
-    let ip = client_ip(&s, addr, &headers).to_string();
+    let ip = ip.to_string();
     let record = move |c: &rusqlite::Connection, m: &str| {
         state::failed(c, m, &ip, stage.as_deref(), reason.as_deref())
     };

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
-use crate::guard::{Peer, client_ip, session_of};
+use crate::guard::{ClientIp, session_of};
 
 async fn login_form(s: &AppState, status: StatusCode, message: Option<&str>) -> Response {
     super::render_status(
@@ -50,11 +50,9 @@ pub async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Respon
 
 pub async fn login(
     State(s): State<AppState>,
-    Peer(addr): Peer,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let ip = client_ip(&s, addr, &headers);
     let Some(password) = form.get("password") else {
         return crate::error::ApiError::invalid("password", "field required").into_response();
     };

@@ -28,7 +28,7 @@ use minijinja::Value;
 use crate::app::AppState;
 use crate::db::settings as stored;
 use crate::error::ApiError;
-use crate::guard::{Peer, Session, client_ip};
+use crate::guard::{ClientIp, Session};
 
 /// Messages shown next to form fields, by field name.
 pub type FieldErrors = BTreeMap<String, String>;
@@ -134,10 +134,10 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
         let Some(session) = parts.extensions.get::<Session>().cloned() else {
             return Err(axum::response::Redirect::to("/ui/login").into_response());
         };
-        let Ok(Peer(addr)) = Peer::from_request_parts(parts, s).await;
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, s).await;
         Ok(Operator {
             session,
-            ip: client_ip(s, addr, &parts.headers).to_string(),
+            ip: ip.to_string(),
         })
     }
 }

@@ -126,12 +126,7 @@ fn sessions_login_logout_and_revocation() {
 
     // Events: failed and successful logins and the logout are audited.
     let mut admin = s.signed_in("bty-lab");
-    let kinds: Vec<String> = admin.get("/events?subject_kind=auth").json()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds = admin.event_kinds("subject_kind=auth");
     assert_eq!(
         kinds,
         [

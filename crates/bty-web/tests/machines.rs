@@ -79,12 +79,7 @@ fn machines_crud_and_shapes() {
     assert_eq!(c.delete("/machines/aa:bb:cc:dd:ee:01").status, 404);
     assert_eq!(c.get("/machines/aa:bb:cc:dd:ee:01").status, 404);
 
-    let kinds: Vec<String> = c.get("/events?subject_kind=machine").json()["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds = c.event_kinds("subject_kind=machine");
     assert_eq!(
         kinds,
         ["machine.deleted", "machine.upserted", "machine.created"]

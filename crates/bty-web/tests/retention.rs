@@ -26,20 +26,16 @@ fn old_events_are_pruned_at_start() {
     // Retention 0: kept across a restart.
     let s = s.restart(&[("BTY_EVENTS_RETENTION_DAYS", "0")]);
     let mut c = s.signed_in("bty-lab");
-    let kinds = |c: &mut common::Client| -> Vec<String> {
-        c.get("/events?limit=100").json()["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(kinds(&mut c).len(), 7, "6 old ones and the sign-in");
+    assert_eq!(
+        c.event_kinds("limit=100").len(),
+        7,
+        "6 old ones and the sign-in"
+    );
     // The default (365 days): the six from 2020 go, the sign-in stays, the prune is logged.
     age_events(&state, "2020-01-01T00:00:00.000000+00:00");
     let s = s.restart(&[]);
     let mut c = s.signed_in("bty-lab");
-    let left = kinds(&mut c);
+    let left = c.event_kinds("limit=100");
     assert_eq!(
         left,
         vec!["auth.login.succeeded", "events.pruned"],

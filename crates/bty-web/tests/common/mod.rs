@@ -205,6 +205,16 @@ impl Client {
             .to_string()
     }
 
+    /// The kinds of the events `GET /events?QUERY` lists, newest first.
+    pub fn event_kinds(&mut self, query: &str) -> Vec<String> {
+        self.get(&format!("/events?{query}")).json()["events"]
+            .as_array()
+            .expect("an events list")
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Sign out through the UI form (with the CSRF token).
     pub fn logout(&mut self) -> Resp {
         let token = self.csrf();

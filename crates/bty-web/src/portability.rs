@@ -103,15 +103,10 @@ pub async fn import(db: &Db, dir: &Path) -> anyhow::Result<(usize, usize)> {
         let raw = m.get("mac").and_then(Value::as_str).unwrap_or("");
         let mac =
             Mac::parse(raw).with_context(|| format!("{}: machine {raw:?}", path.display()))?;
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
         let binding = MachineUpsert {
-            bty_image_ref: m
-                .get("bty_image_ref")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            hostname: m
-                .get("hostname")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            bty_image_ref: text("bty_image_ref"),
+            hostname: text("hostname"),
             labels: m
                 .get("labels")
                 .and_then(|l| serde_json::from_value(l.clone()).ok()),
@@ -120,14 +115,8 @@ pub async fn import(db: &Db, dir: &Path) -> anyhow::Result<(usize, usize)> {
                 .and_then(Value::as_str)
                 .and_then(BootMode::parse)
                 .unwrap_or(BootMode::BtyInventory),
-            sanboot_drive: m
-                .get("sanboot_drive")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            target_disk_serial: m
-                .get("target_disk_serial")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            sanboot_drive: text("sanboot_drive"),
+            target_disk_serial: text("target_disk_serial"),
         };
         // A binding that does not validate (say a flash mode without a serial) falls back to
         // inventory, as upstream imports every machine.

@@ -271,7 +271,7 @@ pub async fn delete(
         }]));
     };
     let ip = ip.to_string();
-    if delete_entry(&s, src.clone(), ip).await? {
+    if delete_entry(&s, src.clone(), ip).await?.is_some() {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(
@@ -281,8 +281,12 @@ pub async fn delete(
 }
 
 /// Delete the entry with this src (API and UI), naming the machines still bound to it in the
-/// audit event; false when there was none.
-pub async fn delete_entry(s: &AppState, src: String, ip: String) -> Result<bool, ApiError> {
+/// audit event; the deleted entry, if there was one.
+pub async fn delete_entry(
+    s: &AppState,
+    src: String,
+    ip: String,
+) -> Result<Option<CatalogEntry>, ApiError> {
     let gone = s
         .db
         .write(move |c| {
@@ -300,7 +304,7 @@ pub async fn delete_entry(s: &AppState, src: String, ip: String) -> Result<bool,
                     ),
                 )?;
             }
-            Ok(gone.is_some())
+            Ok(gone)
         })
         .await?;
     Ok(gone)

@@ -7,13 +7,13 @@
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use bty_proto::{BootMode, MachineUpsert};
+use bty_proto::{BootMode, Machine, MachineUpsert};
 use serde::Deserialize;
 
 use super::Operator;
-use super::machines::{Filter, rows};
+use super::machines::{Filter, load};
+use super::view;
 use crate::app::AppState;
-use crate::db::machines;
 
 #[derive(Debug, Deserialize)]
 pub struct BulkForm {
@@ -53,9 +53,14 @@ pub async fn apply(
         q: form.q.clone(),
         label: form.label.clone(),
     };
-    let Some((shown, _)) = rows(&s, &filter).await else {
+    let Some((all, _)) = load(&s).await else {
         return back(&form, "Nothing changed: the machines could not be read.");
     };
+    let shown: Vec<Machine> = all
+        .into_iter()
+        .filter(|(_, r)| view::matches(r, &filter.q, &filter.label))
+        .map(|(m, _)| m)
+        .collect();
     if shown.len() != form.count {
         return back(
             &form,
@@ -68,11 +73,7 @@ pub async fn apply(
     }
     let image = Some(form.bty_image_ref.trim().to_string()).filter(|r| !r.is_empty());
     let (mut changed, mut skipped) = (0usize, Vec::new());
-    for r in shown {
-        let key = r.mac.clone();
-        let Ok(Some(m)) = s.db.read(move |c| machines::get(c, &key)).await else {
-            continue; // deleted meanwhile
-        };
+    for m in shown {
         let u = MachineUpsert {
             bty_image_ref: image.clone().or(m.bty_image_ref),
             hostname: m.hostname,

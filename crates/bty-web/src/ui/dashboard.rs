@@ -12,20 +12,11 @@ use super::Operator;
 use super::view::{self, State as MState};
 use super::{base, default_password_in_use, render};
 use crate::app::AppState;
-use crate::db::{catalog, events, machines};
+use crate::db::events;
 
 /// What the live part of the dashboard shows.
 async fn live_ctx(s: &AppState) -> Option<Value> {
-    let (mut list, entries) =
-        s.db.read(|c| Ok((machines::list(c)?, catalog::list(c)?)))
-            .await
-            .ok()?;
-    let names = view::names(&entries);
-    let mut rows = Vec::new();
-    for m in &mut list {
-        s.with_progress(m);
-        rows.push(view::row(m, &names));
-    }
+    let (rows, entries) = super::machines::all_rows(s).await?;
     let by_mode: Vec<(&str, usize)> = BootMode::ALL
         .iter()
         .map(|b| {

@@ -319,10 +319,11 @@ pub async fn confirm_delete(
         )
         .await;
     };
-    let used = bound(&s)
-        .await
-        .remove(&entry.bty_image_ref)
-        .unwrap_or_default();
+    let r = entry.bty_image_ref.clone();
+    let used =
+        s.db.read(move |c| catalog::machines_using(c, &r))
+            .await
+            .unwrap_or_default();
     let ctx = minijinja::context! {
         e => entry,
         machines => used,
@@ -337,21 +338,13 @@ pub async fn delete(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let src = form.get("src").cloned().unwrap_or_default();
-    let name =
-        s.db.read(catalog::list)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .find(|e| e.src == src)
-            .map(|e| e.name)
-            .unwrap_or_else(|| src.clone());
     match crate::routes::catalog::delete_entry(&s, src, ip).await {
-        Ok(true) => Redirect::to(&format!(
+        Ok(Some(e)) => Redirect::to(&format!(
             "/ui/images?deleted={}",
-            bty_source::oci::urlencode(&name)
+            bty_source::oci::urlencode(&e.name)
         ))
         .into_response(),
-        Ok(false) => {
+        Ok(None) => {
             error_page(
                 &s,
                 &session,

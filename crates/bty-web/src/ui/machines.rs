@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use bty_proto::Mac;
+use bty_proto::catalog::CatalogEntry;
+use bty_proto::{Mac, Machine};
 use serde::Deserialize;
 
 use super::Operator;
@@ -23,24 +24,39 @@ pub struct Filter {
     pub label: String,
 }
 
-/// Every machine as a table row (with in-memory progress), and every label in use.
-pub async fn rows(s: &AppState, f: &Filter) -> Option<(Vec<Row>, Vec<String>)> {
-    let (mut list, entries) =
+/// Every machine (with its in-memory progress) beside its table row, and the catalog.
+pub async fn load(s: &AppState) -> Option<(Vec<(Machine, Row)>, Vec<CatalogEntry>)> {
+    let (list, entries) =
         s.db.read(|c| Ok((machines::list(c)?, catalog::list(c)?)))
             .await
             .ok()?;
     let names = view::names(&entries);
-    let mut labels = BTreeSet::new();
-    let mut out = Vec::new();
-    for m in &mut list {
-        s.with_progress(m);
-        labels.extend(m.labels.iter().cloned());
-        let r = view::row(m, &names);
-        if view::matches(&r, &f.q, &f.label) {
-            out.push(r);
-        }
-    }
-    Some((out, labels.into_iter().collect()))
+    let both = list
+        .into_iter()
+        .map(|mut m| {
+            s.with_progress(&mut m);
+            let r = view::row(&m, &names);
+            (m, r)
+        })
+        .collect();
+    Some((both, entries))
+}
+
+/// Every machine as a table row, and the catalog.
+pub async fn all_rows(s: &AppState) -> Option<(Vec<Row>, Vec<CatalogEntry>)> {
+    let (both, entries) = load(s).await?;
+    Some((both.into_iter().map(|(_, r)| r).collect(), entries))
+}
+
+/// The rows the filter shows, and every label in use.
+pub async fn rows(s: &AppState, f: &Filter) -> Option<(Vec<Row>, Vec<String>)> {
+    let (all, _) = all_rows(s).await?;
+    let labels: BTreeSet<String> = all.iter().flat_map(|r| r.labels.iter().cloned()).collect();
+    let shown = all
+        .into_iter()
+        .filter(|r| view::matches(r, &f.q, &f.label))
+        .collect();
+    Some((shown, labels.into_iter().collect()))
 }
 
 pub async fn rows_html(s: &AppState, f: &Filter) -> Option<String> {

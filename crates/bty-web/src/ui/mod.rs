@@ -26,7 +26,6 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::Value;
 
 use crate::app::AppState;
-use crate::db::settings as stored;
 use crate::error::ApiError;
 use crate::guard::{ClientIp, Session};
 
@@ -63,14 +62,7 @@ pub fn field_errors(e: &ApiError, default_field: &str) -> FieldErrors {
 
 /// Whether the admin password is still the built-in default (not configured, never changed).
 pub async fn default_password_in_use(s: &AppState) -> bool {
-    if !s.cfg.default_password() {
-        return false;
-    }
-    s.db.read(|c| stored::get(c, stored::ADMIN_PASSWORD_HASH))
-        .await
-        .ok()
-        .flatten()
-        .is_none()
+    s.cfg.default_password() && login::admin_hash(s).await.is_none()
 }
 
 /// What every signed-in page's layout needs: the active nav entry, the CSRF token for its

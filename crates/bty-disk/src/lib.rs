@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod discover;
+pub mod file_use;
 pub mod ioctl;
 pub mod open;
 pub mod sysfs;
@@ -14,6 +15,7 @@ pub mod usage;
 
 pub use classify::{Classified, check_target, classify};
 pub use discover::{Disk, Partition, SystemRoot, Transport};
+pub use file_use::file_in_use;
 pub use open::{OpenError, open_block_device};
 pub use sysfs::DeviceInfo;
 pub use usage::{DeviceUser, device_users};

@@ -45,6 +45,8 @@ pub enum TargetError {
     ReadOnly(PathBuf),
     #[error("{path}: device is in use or unsafe to write: {reasons}")]
     Unsafe { path: PathBuf, reasons: String },
+    #[error("{path} is in use: {why}")]
+    InUse { path: PathBuf, why: String },
     #[error("{0} is a directory; give a block device or a file path")]
     IsDirectory(PathBuf),
     #[error("{0} is neither a block device nor a regular file")]
@@ -141,6 +143,13 @@ impl Target {
             Ok(meta) if meta.is_dir() => Err(TargetError::IsDirectory(path.to_path_buf())),
             Ok(meta) if meta.is_file() => {
                 let (file, direct) = open_file(path, false).map_err(io_err)?;
+                // A file under a loop device or a VM is as busy as a mounted disk.
+                if let Some(why) = bty_disk::file_in_use(&file) {
+                    return Err(TargetError::InUse {
+                        path: path.to_path_buf(),
+                        why,
+                    });
+                }
                 Ok(Self::file_target(
                     path,
                     file,
@@ -233,6 +242,14 @@ impl Target {
 
     fn mark_modified(&self) {
         self.modified.store(true, Ordering::SeqCst);
+    }
+
+    /// Remove a file this target created, whatever was written to it (after a failed flash:
+    /// a half-written image must not be left behind as if it were one).
+    pub fn discard_created(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     /// Remove a file this target created, after a refusal before any write.

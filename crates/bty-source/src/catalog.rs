@@ -1,7 +1,12 @@
 //! Catalogs: TOML files listing named images (upstream's `version = 1` schema exactly:
 //! `[[images]]` with `name`, `src`, optional `sha256`, `format`, `size_bytes`, `description`,
 //! `ref`). Loaded from a path, an http(s) URL (a bty-web's `/catalog.toml` is one) — capped at
-//! 4 MiB — and validated with errors that name the entry and the field.
+//! 4 MiB, counted as the bytes are read — and validated with errors that name the entry and the
+//! field. [`parse_untrusted`] and [`load_published`] are for a server reading text it does not
+//! own: their errors give the line, column and what was expected, never the text itself.
+
+use std::collections::HashSet;
+use std::io::Read;
 
 use std::path::Path;
 
@@ -49,6 +54,7 @@ fn string_field(
     origin: &str,
     at: &str,
 ) -> Result<Option<String>, SourceError> {
+    // The type name only: never the value.
     match t.get(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -62,19 +68,55 @@ fn string_field(
     }
 }
 
-fn show(v: &toml::Value) -> String {
+fn show(v: &toml::Value, quote: bool) -> String {
     match v {
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(i) if quote => i.to_string(),
+        toml::Value::String(s) if quote => format!("{s:?}"),
         other => format!("a {}", other.type_str()),
     }
 }
 
-/// Parse catalog text from `origin` (for messages).
+/// Whether a URL is fit for a catalog: no whitespace, no control characters.
+pub fn url_is_clean(url: &str) -> bool {
+    !url.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Line and column (1-based) of byte `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at.min(text.len())).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parse catalog text from `origin` (for messages). Errors may quote the text (a user's own
+/// file): use [`parse_untrusted`] for text from elsewhere.
 pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e| err(origin, format!("not valid TOML: {e}")))?;
+    parse_inner(text, origin, true)
+}
+
+/// Parse catalog text that came from elsewhere (a server's fetch): errors name the line and
+/// column, the entry number and the field, and what was expected — never bytes of the text.
+pub fn parse_untrusted(text: &str, origin: &str) -> Result<Catalog, SourceError> {
+    parse_inner(text, origin, false)
+}
+
+fn parse_inner(text: &str, origin: &str, quote: bool) -> Result<Catalog, SourceError> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        if quote {
+            return err(origin, format!("not valid TOML: {e}"));
+        }
+        let at = e
+            .span()
+            .map(|s| {
+                let (l, c) = line_col(text, s.start);
+                format!(" at line {l}, column {c}")
+            })
+            .unwrap_or_default();
+        // toml's message says what was expected; it does not quote the input.
+        let what = e.message().lines().collect::<Vec<_>>().join("; ");
+        err(origin, format!("not valid TOML{at}: {what}"))
+    })?;
     match doc.get("version") {
         Some(toml::Value::Integer(1)) => {}
         Some(v) => {
@@ -82,7 +124,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
                 origin,
                 format!(
                     "version = {}, but this bty understands version = 1",
-                    show(v)
+                    show(v, quote)
                 ),
             ));
         }
@@ -102,6 +144,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
         }
     };
     let mut entries: Vec<CatalogEntry> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
     for (i, item) in images.iter().enumerate() {
         let toml::Value::Table(t) = item else {
             return Err(err(
@@ -110,8 +153,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
             ));
         };
         let label = |name: Option<&str>| match name {
-            Some(n) => format!("entry {} ({n:?})", i + 1),
-            None => format!("entry {}", i + 1),
+            Some(n) if quote => format!("entry {} ({n:?})", i + 1),
+            _ => format!("entry {}", i + 1),
         };
         let name = string_field(t, "name", origin, &label(None))?
             .filter(|n| !n.trim().is_empty())
@@ -122,21 +165,41 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
                 )
             })?;
         let at = label(Some(&name));
-        if entries.iter().any(|e| e.name == name) {
+        if !names.insert(name.clone()) {
             return Err(err(origin, format!("{at}: duplicate image name")));
         }
         let src = string_field(t, "src", origin, &at)?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| err(origin, format!("{at}: missing required field 'src'")))?;
+        let shown = if quote {
+            format!(" {src:?}")
+        } else {
+            String::new()
+        };
         if src.to_ascii_lowercase().starts_with("file://") {
             return Err(err(
                 origin,
                 format!(
-                    "{at}: src {src:?}: file:// is not allowed in a catalog (it is published; put local files in the image folder)"
+                    "{at}: src{shown}: file:// is not allowed in a catalog (it is published; put local files in the image folder)"
                 ),
             ));
         }
-        let image_ref = image_ref(&src).map_err(|e| err(origin, format!("{at}: {e}")))?;
+        if !url_is_clean(&src) {
+            return Err(err(
+                origin,
+                format!("{at}: src{shown}: a URL has no spaces or control characters"),
+            ));
+        }
+        let image_ref = image_ref(&src).map_err(|e| {
+            if quote {
+                err(origin, format!("{at}: {e}"))
+            } else {
+                err(
+                    origin,
+                    format!("{at}: field 'src' is not an http(s):// or oras:// URL"),
+                )
+            }
+        })?;
         let sha256 = match string_field(t, "sha256", origin, &at)? {
             None => None,
             Some(s) => {
@@ -159,7 +222,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
                     origin,
                     format!(
                         "{at}: field 'size_bytes' must be a non-negative integer, got {}",
-                        show(other)
+                        show(other, quote)
                     ),
                 ));
             }
@@ -167,10 +230,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Catalog, SourceError> {
         if let Some(r) = string_field(t, "ref", origin, &at)?
             && r.to_ascii_lowercase() != image_ref
         {
-            return Err(err(
-                origin,
-                format!("{at}: field 'ref' is {r} but the src's reference is {image_ref}"),
-            ));
+            let detail = if quote {
+                format!("{at}: field 'ref' is {r} but the src's reference is {image_ref}")
+            } else {
+                format!("{at}: field 'ref' is not the src's reference")
+            };
+            return Err(err(origin, detail));
         }
         entries.push(CatalogEntry {
             name,
@@ -227,12 +292,12 @@ fn load_oras(source: &str, client: &HttpClient) -> Result<Vec<u8>, SourceError> 
     Ok(data)
 }
 
-/// Load a catalog from a path, an http(s) URL or an oras:// reference.
-pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
+/// The bytes of a published catalog.
+fn fetch(source: &str, client: &HttpClient) -> Result<Vec<u8>, SourceError> {
     let lower = source.to_ascii_lowercase();
-    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
-        let (parts, data) =
-            client
+    Ok(
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let (parts, data) = client
                 .get_small(source, &[], MAX_CATALOG_BYTES)
                 .map_err(|e| match e {
                     SourceError::Protocol { detail, .. } if detail.contains("exceeds") => err(
@@ -241,41 +306,71 @@ pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
                     ),
                     other => other,
                 })?;
-        match parts.status.as_u16() {
-            200 => data,
-            404 => {
-                return Err(SourceError::NotFound {
-                    url: source.to_string(),
-                });
+            match parts.status.as_u16() {
+                200 => data,
+                404 => {
+                    return Err(SourceError::NotFound {
+                        url: source.to_string(),
+                    });
+                }
+                s => {
+                    return Err(SourceError::Status {
+                        url: source.to_string(),
+                        status: s,
+                    });
+                }
             }
-            s => {
-                return Err(SourceError::Status {
-                    url: source.to_string(),
-                    status: s,
-                });
+        } else if lower.starts_with("oras://") {
+            load_oras(source, client)?
+        } else {
+            let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
+            let io = |e| SourceError::Io {
+                what: format!("catalog {source}"),
+                source: e,
+            };
+            // The cap counts bytes as they are read: a FIFO or a device has no length to check.
+            let mut data = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_CATALOG_BYTES + 1).read_to_end(&mut data))
+                .map_err(io)?;
+            if data.len() as u64 > MAX_CATALOG_BYTES {
+                return Err(err(
+                    source,
+                    format!("larger than {MAX_CATALOG_BYTES} bytes; refusing to parse"),
+                ));
             }
-        }
-    } else if lower.starts_with("oras://") {
-        load_oras(source, client)?
-    } else {
-        let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
-        let meta = std::fs::metadata(path).map_err(|e| SourceError::Io {
-            what: format!("catalog {source}"),
-            source: e,
-        })?;
-        if meta.len() > MAX_CATALOG_BYTES {
-            return Err(err(
-                source,
-                format!("larger than {MAX_CATALOG_BYTES} bytes; refusing to parse"),
-            ));
-        }
-        std::fs::read(path).map_err(|e| SourceError::Io {
-            what: format!("catalog {source}"),
-            source: e,
-        })?
-    };
+            data
+        },
+    )
+}
+
+/// Load a catalog from a path, an http(s) URL or an oras:// reference.
+pub fn load(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
+    let bytes = fetch(source, client)?;
     let text = String::from_utf8(bytes).map_err(|_| err(source, "not UTF-8 text".into()))?;
     parse(&text, source)
+}
+
+/// Whether `source` names a published catalog (http(s) or oras://), as opposed to a local path.
+pub fn is_published(source: &str) -> bool {
+    let lower = source.trim_start().to_ascii_lowercase();
+    ["http://", "https://", "oras://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+}
+
+/// Load a published catalog (http(s) or oras:// only) for a server: local paths are refused,
+/// and errors never quote what was fetched.
+pub fn load_published(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
+    if !is_published(source) || !url_is_clean(source) {
+        return Err(err(
+            source,
+            "only http(s):// and oras:// catalogs are read here, not local paths".into(),
+        ));
+    }
+    let bytes = fetch(source, client)?;
+    let text = String::from_utf8(bytes).map_err(|_| err(source, "not UTF-8 text".into()))?;
+    parse_untrusted(&text, source)
 }
 
 #[cfg(test)]
@@ -358,5 +453,95 @@ src = "oras://ghcr.io/acme/fedora:42"
             let e = parse(text, "t").unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn untrusted_errors_quote_nothing() {
+        let secret = "root:$6$hash:19000:0:99999:7:::";
+        for text in [
+            secret.to_string(),
+            format!("version = 1\n{secret}"),
+            format!("version = \"{secret}\""),
+            format!("version = 1\n[[images]]\nname = \"{secret}\"\nsrc = \"file:///{secret}\""),
+            format!(
+                "version = 1\n[[images]]\nname = \"{secret}\"\nsrc = \"https://x/{secret}\"\nref = \"{secret}\""
+            ),
+        ] {
+            let e = parse_untrusted(&text, "t").unwrap_err().to_string();
+            assert!(!e.contains("19000") && !e.contains("hash"), "{e}");
+            // The user's own file may still be quoted by the CLI's parse.
+            assert!(parse(&text, "t").is_err());
+        }
+        let e = parse_untrusted("version = 1\nthis is not toml\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, column"), "{e}");
+        assert!(!e.contains("this is"), "{e}");
+    }
+
+    #[test]
+    fn urls_with_spaces_or_controls_are_refused() {
+        for src in [
+            "https://x/a b.img",
+            "https://x/a\\nb.img",
+            "https://x/\\u0007.img",
+        ] {
+            let text = format!("version = 1\n[[images]]\nname = 'a'\nsrc = \"{src}\"");
+            let e = parse(&text, "t").unwrap_err().to_string();
+            assert!(e.contains("no spaces or control"), "{src}: {e}");
+        }
+        assert!(url_is_clean("https://x/a.img"));
+        assert!(!is_published("/etc/shadow"));
+        assert!(!is_published("file:///etc/shadow"));
+        assert!(is_published("oras://r/x:1") && is_published("HTTPS://x/y"));
+    }
+
+    #[test]
+    fn many_entries_parse_in_linear_time() {
+        let mut text = String::from("version = 1\n");
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "[[images]]\nname = 'n{i}'\nsrc = 'https://x/{i}.img'\n"
+            ));
+        }
+        assert_eq!(parse_untrusted(&text, "t").unwrap().entries.len(), 20_000);
+    }
+
+    #[test]
+    fn published_loads_refuse_local_paths() {
+        let c = HttpClient::default();
+        for p in ["/etc/shadow", "file:///etc/shadow", "relative.toml"] {
+            let e = load_published(p, &c).unwrap_err().to_string();
+            assert!(e.contains("not local paths"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_local_cap_counts_bytes_read_from_a_fifo() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let w = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(w).unwrap();
+            let chunk = vec![b'#'; 1 << 20];
+            for _ in 0..6 {
+                if f.write_all(&chunk).is_err() {
+                    break; // the reader stopped at the cap
+                }
+            }
+        });
+        let e = load(fifo.to_str().unwrap(), &HttpClient::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than"), "{e}");
+        writer.join().unwrap();
     }
 }

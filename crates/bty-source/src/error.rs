@@ -20,6 +20,8 @@ pub enum SourceError {
     Status { url: String, status: u16 },
     #[error("{url}: {detail}")]
     Protocol { url: String, detail: String },
+    #[error("{url}: refused: {detail}")]
+    Refused { url: String, detail: String },
     #[error(
         "{url}: the object changed on the server during the download ({detail}); nothing consistent can be written from it"
     )]

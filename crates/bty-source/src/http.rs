@@ -6,6 +6,7 @@
 //! small read-ahead so tiny metadata reads do not each cost a request.
 
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -79,6 +80,10 @@ fn map_err(url: &str, e: ureq::Error) -> SourceError {
             }
         }
         ureq::Error::Io(io) => match io.kind() {
+            io::ErrorKind::PermissionDenied => SourceError::Refused {
+                url,
+                detail: io.to_string(),
+            },
             io::ErrorKind::ConnectionRefused => SourceError::ConnectionFailed {
                 url,
                 detail: "connection refused".into(),
@@ -156,7 +161,78 @@ fn content_range(resp: &Response) -> Option<(u64, Option<u64>)> {
     Some((start.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
+/// Addresses a server's fetch never connects to: IPv4 and IPv6 link-local (where cloud
+/// metadata services answer, 169.254.169.254 among them) and the EC2 IPv6 metadata address.
+pub fn forbidden_addr(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_link_local();
+            }
+            let s = v6.segments();
+            (s[0] & 0xffc0) == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+/// Name resolution that drops forbidden addresses ([`forbidden_addr`]). ureq connects only to
+/// what its resolver returns and resolves again for every redirect, so the check holds for
+/// the address actually connected to, IP literals included.
+#[derive(Debug, Default)]
+struct GuardedResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for GuardedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let all = self.inner.resolve(uri, config, timeout)?;
+        let mut kept = self.empty();
+        for a in all.iter().filter(|a| !forbidden_addr(a.ip())) {
+            kept.push(*a);
+        }
+        if kept.is_empty() {
+            return Err(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the host resolves only to link-local or metadata addresses, which this server never fetches from",
+            )));
+        }
+        Ok(kept)
+    }
+}
+
 impl HttpClient {
+    /// The client for fetches a server makes on an operator's behalf: at most 5 redirects,
+    /// http(s) only, never to a link-local or metadata address (checked on every connection,
+    /// redirects included), and with `global` as a limit on the whole exchange when given.
+    pub fn guarded(global: Option<Duration>) -> HttpClient {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .user_agent(crate::user_agent())
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .timeout_global(global)
+            .max_redirects(5)
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            GuardedResolver::default(),
+        );
+        HttpClient {
+            agent,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
     pub fn new(backoff: Duration) -> HttpClient {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -660,5 +736,28 @@ mod tests {
         assert_eq!(host_of("https://user@Example.com:8443/a?b"), "Example.com");
         assert_eq!(host_of("http://10.0.0.1/x"), "10.0.0.1");
         assert_eq!(host_of("http://host"), "host");
+    }
+
+    #[test]
+    fn forbidden_addresses() {
+        for a in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(forbidden_addr(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "::1",
+            "fd00::1",
+            "8.8.8.8",
+        ] {
+            assert!(!forbidden_addr(a.parse().unwrap()), "{a}");
+        }
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub pxe_contacts: AtomicU64,
     pub flashes_done: AtomicU64,
     pub flashes_failed: AtomicU64,
+    /// Live UI fragments rendered (all streams).
+    pub live_renders: AtomicU64,
     /// route → status → answers.
     pub requests: RwLock<HashMap<String, HashMap<u16, AtomicU64>>>,
 }
@@ -45,11 +47,20 @@ pub struct AppState {
     pub bus: broadcast::Sender<String>,
     /// Where the built-in TFTP server listens, when it runs.
     pub tftp_addr: Option<std::net::SocketAddr>,
+    /// Open HTTP connections (timeouts, the cap).
+    pub conns: Arc<crate::serve::Conns>,
+    /// Rate limits on unauthenticated PXE clients.
+    pub pxe_limits: Arc<crate::pxe::limits::PxeLimits>,
 }
 
 impl AppState {
     pub fn new(cfg: Config, db: Db, keys: Keys) -> AppState {
+        let limits = cfg.limits;
         AppState {
+            conns: Arc::new(crate::serve::Conns::new(limits)),
+            pxe_limits: Arc::new(crate::pxe::limits::PxeLimits::new(
+                limits.discover_per_minute,
+            )),
             cfg: Arc::new(cfg),
             db,
             keys: Arc::new(keys),

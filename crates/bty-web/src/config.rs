@@ -139,6 +139,72 @@ const KEYS: &[KeyDef] = &[
         default: "",
         secret: false,
     },
+    KeyDef {
+        section: "limits",
+        key: "header_timeout_secs",
+        default: "30",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "body_timeout_secs",
+        default: "60",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "idle_timeout_secs",
+        default: "60",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "max_connections",
+        default: "1024",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "max_streams",
+        default: "512",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "max_discovered",
+        default: "5000",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "discover_per_minute",
+        default: "120",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "lshw_max_bytes",
+        default: "1048576",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "tftp_transfers",
+        default: "64",
+        secret: false,
+    },
+    KeyDef {
+        section: "limits",
+        key: "tftp_per_client",
+        default: "8",
+        secret: false,
+    },
+    KeyDef {
+        section: "pxe",
+        key: "strict_reports",
+        default: "false",
+        secret: false,
+    },
 ];
 
 /// Where a value came from.
@@ -191,6 +257,50 @@ pub struct Config {
     pub netboot: crate::pxe::netboot::Netboot,
     /// The TFTP server, when enabled: bind address and root folder.
     pub tftp: Option<(std::net::SocketAddr, PathBuf)>,
+    pub limits: Limits,
+    /// `[pxe] strict_reports`: refuse (403) reports and armings that come from another address
+    /// than the one that armed the cycle, instead of only warning.
+    pub strict_reports: bool,
+}
+
+/// `[limits]`: what one client, or all unauthenticated clients together, can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request's headers must arrive within this (also the keep-alive wait).
+    pub header_timeout: std::time::Duration,
+    /// A request body that sends nothing for this long is cut.
+    pub body_timeout: std::time::Duration,
+    /// A connection that moves no byte for this long (outside a handler) is closed.
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    /// Live streams (SSE), which are exempt from the idle timeout.
+    pub max_streams: usize,
+    /// Machines that unknown PXE clients may create; beyond it, unknown MACs are not recorded.
+    pub max_discovered: u64,
+    /// New machines per source address per minute.
+    pub discover_per_minute: u32,
+    /// An `lshw` document larger than this is dropped (the disks are still kept).
+    pub lshw_max_bytes: usize,
+    pub tftp_transfers: usize,
+    pub tftp_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        let secs = std::time::Duration::from_secs;
+        Limits {
+            header_timeout: secs(30),
+            body_timeout: secs(60),
+            idle_timeout: secs(60),
+            max_connections: 1024,
+            max_streams: 512,
+            max_discovered: 5000,
+            discover_per_minute: 120,
+            lshw_max_bytes: 1 << 20,
+            tftp_transfers: 64,
+            tftp_per_client: 8,
+        }
+    }
 }
 
 fn env_name(section: &str, key: &str) -> String {
@@ -398,7 +508,38 @@ impl Config {
                     "a whole number of days (0: keep every event)",
                 )
             })?;
+        let num = |k: &str, min: u64, what: &str| -> Result<u64, ConfigError> {
+            get(k)
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| bad(k, what))
+        };
+        let secs = |k: &str| {
+            num(k, 1, "a whole number of seconds, at least 1").map(std::time::Duration::from_secs)
+        };
+        let count = |k: &str| num(k, 1, "a whole number, at least 1");
+        let limits = Limits {
+            header_timeout: secs("limits.header_timeout_secs")?,
+            body_timeout: secs("limits.body_timeout_secs")?,
+            idle_timeout: secs("limits.idle_timeout_secs")?,
+            max_connections: count("limits.max_connections")? as usize,
+            max_streams: count("limits.max_streams")? as usize,
+            max_discovered: num("limits.max_discovered", 0, "a whole number (0: none)")?,
+            discover_per_minute: count("limits.discover_per_minute")?.min(u32::MAX as u64) as u32,
+            lshw_max_bytes: num("limits.lshw_max_bytes", 1024, "a byte count, at least 1024")?
+                .min(crate::routes::pxe::MAX_LSHW as u64) as usize,
+            tftp_transfers: count("limits.tftp_transfers")? as usize,
+            tftp_per_client: count("limits.tftp_per_client")? as usize,
+        };
+        let strict_reports = match get("pxe.strict_reports").to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" | "" => false,
+            _ => return Err(bad("pxe.strict_reports", "true or false")),
+        };
         Ok(Config {
+            limits,
+            strict_reports,
             tftp,
             event_retention_days,
             max_upload_bytes,
@@ -501,6 +642,8 @@ mod tests {
             )
         );
         assert_eq!(c.boot_dir, PathBuf::from("./bty-state/boot"));
+        assert_eq!(c.limits, Limits::default());
+        assert!(!c.strict_reports);
     }
 
     #[test]
@@ -511,6 +654,13 @@ mod tests {
         assert!(Config::load(&[], &env).is_err());
         let env = env_of(&[("BTY_SERVER_PUBLIC_URL", "lab:8080")]);
         assert!(Config::load(&[], &env).is_err());
+        for (k, v) in [
+            ("BTY_LIMITS_IDLE_TIMEOUT_SECS", "0"),
+            ("BTY_LIMITS_MAX_CONNECTIONS", "many"),
+            ("BTY_PXE_STRICT_REPORTS", "maybe"),
+        ] {
+            assert!(Config::load(&[], &env_of(&[(k, v)])).is_err(), "{k}={v}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.toml");
         std::fs::write(&f, "[server\n").unwrap();

@@ -162,44 +162,52 @@ pub async fn require_ui(State(state): State<AppState>, req: Request, next: Next)
     require(state, req, next, true).await
 }
 
-/// Failed logins per address: at most `MAX_FAILURES` in `WINDOW`.
+/// Password attempts per address: at most `MAX_ATTEMPTS` in `WINDOW`, each counted *before*
+/// it is verified (so concurrent posts cannot slip past the limit), cleared by a success. The
+/// limit is per address: a global one would let anyone lock the operator out. Verifications
+/// (argon2: ~19 MiB and tens of milliseconds each) also take one of `VERIFY_SLOTS` slots,
+/// waiting at most `VERIFY_WAIT` for one, which bounds memory whatever the number of posts.
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    attempts: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    pub verify: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-const MAX_FAILURES: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(60);
+/// Password verifications that run at once.
+pub const VERIFY_SLOTS: usize = 2;
+/// How long an attempt waits for a verification slot before it is answered 429.
+pub const VERIFY_WAIT: Duration = Duration::from_secs(3);
 
 impl LoginLimiter {
     pub fn new() -> LoginLimiter {
         LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            verify: std::sync::Arc::new(tokio::sync::Semaphore::new(VERIFY_SLOTS)),
         }
     }
 
-    /// Seconds to wait before another attempt from `ip`, if it is limited now.
-    pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let map = self.failures.lock().ok()?;
-        let (n, since) = map.get(&ip)?;
-        let elapsed = since.elapsed();
-        (*n >= MAX_FAILURES && elapsed < WINDOW).then(|| (WINDOW - elapsed).as_secs().max(1))
-    }
-
-    pub fn failed(&self, ip: IpAddr) {
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() > 10_000 {
-                map.retain(|_, (_, t)| t.elapsed() < WINDOW);
-            }
-            let e = map.entry(ip).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= WINDOW {
-                *e = (0, Instant::now());
-            }
-            e.0 += 1;
+    /// Count an attempt from `ip`; `Err(seconds to wait)` when it is over the limit.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), u64> {
+        let Ok(mut map) = self.attempts.lock() else {
+            return Err(WINDOW.as_secs());
+        };
+        if map.len() > 10_000 {
+            map.retain(|_, (_, t)| t.elapsed() < WINDOW);
         }
+        let e = map.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= WINDOW {
+            *e = (0, Instant::now());
+        }
+        if e.0 >= MAX_ATTEMPTS {
+            return Err((WINDOW - e.1.elapsed()).as_secs().max(1));
+        }
+        e.0 += 1;
+        Ok(())
     }
 
     pub fn succeeded(&self, ip: IpAddr) {
-        if let Ok(mut map) = self.failures.lock() {
+        if let Ok(mut map) = self.attempts.lock() {
             map.remove(&ip);
         }
     }

@@ -7,11 +7,13 @@ mod auth;
 mod config;
 mod db;
 mod error;
+mod fetch;
 mod guard;
 mod portability;
 mod pxe;
 mod retention;
 mod routes;
+mod serve;
 mod tftp;
 mod ui;
 mod urls;
@@ -65,6 +67,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+    // The state (password hash, sessions, the session key) is for bty-web alone.
+    db::set_mode(&cfg.state_dir, 0o700);
     std::fs::create_dir_all(&cfg.boot_dir)
         .with_context(|| format!("creating the boot folder {}", cfg.boot_dir.display()))?;
     let db = db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
@@ -86,7 +90,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let mut tftp_addr = None;
     if let Some((bind, root)) = cfg.tftp.clone() {
-        match tftp::start(bind, root.clone()).await {
+        let slots = tftp::Slots::new(cfg.limits.tftp_transfers, cfg.limits.tftp_per_client);
+        match tftp::start(bind, root.clone(), slots).await {
             Ok(a) => {
                 eprintln!("bty-web tftp on udp {a} (root {})", root.display());
                 tftp_addr = Some(a);
@@ -113,24 +118,24 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     state.tftp_addr = tftp_addr;
     retention::prune_once(&state).await;
     retention::spawn(state.clone());
-    let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
+    let conns = state.conns.clone();
+    let app = app::router(state);
+    serve::serve(listener, app, conns, async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
                 }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
+                Err(_) => std::future::pending::<()>().await,
             }
-            tracing::info!("stopping");
-        })
-        .await?;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("stopping");
+    })
+    .await?;
     Ok(())
 }
 
@@ -143,6 +148,7 @@ where
     let run = async {
         std::fs::create_dir_all(&cfg.state_dir)
             .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
+        db::set_mode(&cfg.state_dir, 0o700);
         let db =
             db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
         f(db).await

@@ -141,6 +141,10 @@ pub struct FlashArgs {
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Read SOURCE even when it is a character device other than standard input (such as
+    /// /dev/zero or /dev/urandom, which never end).
+    #[arg(long)]
+    pub allow_char_device: bool,
     /// Machine-readable output: one JSON document per line (progress events, then a result or
     /// an error), each with "schema_version": 1.
     #[arg(long)]

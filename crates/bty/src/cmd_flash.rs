@@ -45,6 +45,11 @@ pub fn run(args: FlashArgs) -> u8 {
         .clone()
         .or(args.select.image.clone())
         .unwrap_or_default();
+    if let Some(src) = &source_arg
+        && let Some(why) = endless_source(src, args.allow_char_device)
+    {
+        return refuse(&args, &why);
+    }
     let resolved = match pick(source_arg.as_deref(), &args.select) {
         Ok(r) => r,
         Err(e) => {
@@ -138,13 +143,28 @@ pub fn run(args: FlashArgs) -> u8 {
             } else {
                 exit::REFUSED
             };
-            if !e.write_began {
-                target.abandon();
-            }
+            // A file bty created holds nothing worth keeping after a failure (and a wipe that
+            // failed too, as on a full disk, would leave half an image): remove it.
+            target.discard_created();
             report_failure(&args, &e, code);
             code
         }
     }
+}
+
+/// A local character device other than standard input (`/dev/zero`, `/dev/urandom`, a tty)
+/// is refused unless allowed: it has no end, and a flash from it never finishes.
+fn endless_source(src: &str, allowed: bool) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    if allowed || src == "-" || src == "/dev/stdin" || src.contains("://") {
+        return None;
+    }
+    let meta = std::fs::metadata(src).ok()?;
+    meta.file_type().is_char_device().then(|| {
+        format!(
+            "{src} is a character device, which has no end; pass --allow-char-device if you mean it"
+        )
+    })
 }
 
 fn target_message(e: &TargetError) -> String {

@@ -84,7 +84,8 @@ pub fn upsert(c: &Connection, mac: &str, u: &MachineUpsert) -> rusqlite::Result<
     } else {
         c.execute(
             "UPDATE machines SET bty_image_ref = ?2, hostname = ?3, boot_mode = ?4, sanboot_drive = ?5,
-                 target_disk_serial = ?6, updated_at = ?7 WHERE mac = ?1",
+                 target_disk_serial = ?6, updated_at = ?7, auto_created = 0, report_warning = NULL
+             WHERE mac = ?1",
             rusqlite::params![mac, u.bty_image_ref, u.hostname, u.boot_mode.as_str(), u.sanboot_drive, u.target_disk_serial, now],
         )?;
         if new_cycle {
@@ -102,6 +103,31 @@ pub fn upsert(c: &Connection, mac: &str, u: &MachineUpsert) -> rusqlite::Result<
         )?;
     }
     Ok(created)
+}
+
+/// Machines created by unknown PXE clients and not yet claimed by the operator.
+pub fn auto_created(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM machines WHERE auto_created = 1")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
+}
+
+/// Machines with a warning about reports from an unexpected address: (mac, warning).
+pub fn report_warnings(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT mac, report_warning FROM machines WHERE report_warning IS NOT NULL ORDER BY mac",
+    )?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// One machine's report warning, if it has one.
+pub fn report_warning(c: &Connection, mac: &str) -> rusqlite::Result<Option<String>> {
+    Ok(
+        c.prepare_cached("SELECT report_warning FROM machines WHERE mac = ?1")?
+            .query_row([mac], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten(),
+    )
 }
 
 pub fn delete(c: &Connection, mac: &str) -> rusqlite::Result<bool> {

@@ -80,6 +80,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE machines ADD COLUMN cycle_done INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE machines ADD COLUMN last_failed_at TEXT;
     "#,
+    // 4: the hostile LAN: machines created by unknown PXE clients are marked (for their cap),
+    // each cycle remembers the address that armed it, and a report from elsewhere leaves a
+    // warning on the machine until the operator saves it or a clean cycle is armed.
+    r#"
+    ALTER TABLE machines ADD COLUMN auto_created INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE machines ADD COLUMN armed_ip TEXT;
+    ALTER TABLE machines ADD COLUMN report_warning TEXT;
+    UPDATE machines SET auto_created = 1
+        WHERE discovered_at IS NOT NULL AND bty_image_ref IS NULL AND boot_mode = 'bty-inventory';
+    CREATE INDEX machines_auto_created ON machines(auto_created);
+    "#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction; up to `upto` (for tests

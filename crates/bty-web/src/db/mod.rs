@@ -55,6 +55,28 @@ fn open(path: &Path, write: bool) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// Make the database file exist with mode 0600 (it holds the password hash and sessions).
+fn private_file(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    set_mode(path, 0o600);
+}
+
+/// Set a file's mode when it exists (best effort: a read-only mount keeps its modes).
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists()
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    {
+        tracing::warn!("cannot set mode {mode:o} on {}: {e}", path.display());
+    }
+}
+
 /// Most requests one commit carries.
 const BATCH: usize = 64;
 
@@ -66,7 +88,14 @@ impl Db {
 
     /// As `open`, applying migrations only up to number `upto` (tests of upgrades).
     pub fn open_upto(path: &Path, upto: usize) -> Result<Db, DbError> {
+        private_file(path);
         let mut conn = open(path, true)?;
+        // SQLite gives its -wal and -shm files the database's mode; existing ones are fixed.
+        for ext in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(ext);
+            set_mode(Path::new(&p), 0o600);
+        }
         migrations::migrate(&mut conn, upto)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()

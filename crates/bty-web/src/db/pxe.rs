@@ -63,37 +63,91 @@ pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
     .optional()
 }
 
-/// A contact from `mac`: create it as `bty-inventory` if unknown (one `machine.discovered`
-/// however many contacts race), touch `last_seen`, and return its state.
-pub fn contact(c: &Connection, mac: &str, ip: &str) -> rusqlite::Result<(bool, PxeState)> {
+/// A contact from `mac`: create it as `bty-inventory` if unknown and `admit` lets it in (one
+/// `machine.discovered` however many contacts race), touch `last_seen`, and return whether it
+/// was created and its state. `None`: an unknown machine that `admit` turned away (it is not
+/// recorded); `admit` is asked only for unknown machines.
+pub fn contact(
+    c: &Connection,
+    mac: &str,
+    ip: &str,
+    admit: &dyn Fn(&Connection) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<Option<(bool, PxeState)>> {
     let now = super::now();
-    let new = c.prepare_cached(
-        "INSERT INTO machines (mac, boot_mode, discovered_at, last_seen_at, last_seen_ip, created_at, updated_at)
-         VALUES (?1, 'bty-inventory', ?2, ?2, ?3, ?2, ?2) ON CONFLICT(mac) DO NOTHING",
-    )?
-    .execute(
-        rusqlite::params![mac, now, ip],
-    )? == 1;
-    if new {
-        events::record(
-            c,
-            &pxe_event(
-                "machine.discovered",
-                mac,
-                ip,
-                format!("{mac} discovered"),
-                json!({"bty_image_ref": null, "boot_mode": "bty-inventory", "sanboot_drive": null, "hostname": null, "target_disk_serial": null}),
-            ),
-        )?;
-    } else {
-        c.prepare_cached(
+    let seen = c
+        .prepare_cached(
             "UPDATE machines SET last_seen_at = ?2, last_seen_ip = ?3, updated_at = ?2,
                  discovered_at = COALESCE(discovered_at, ?2) WHERE mac = ?1",
         )?
-        .execute(rusqlite::params![mac, now, ip])?;
+        .execute(rusqlite::params![mac, now, ip])?
+        == 1;
+    let mut new = false;
+    if !seen {
+        if !admit(c)? {
+            return Ok(None);
+        }
+        new = c
+            .prepare_cached(
+                "INSERT INTO machines (mac, boot_mode, discovered_at, last_seen_at, last_seen_ip, created_at, updated_at, auto_created)
+                 VALUES (?1, 'bty-inventory', ?2, ?2, ?3, ?2, ?2, 1) ON CONFLICT(mac) DO NOTHING",
+            )?
+            .execute(rusqlite::params![mac, now, ip])?
+            == 1;
+        if new {
+            events::record(
+                c,
+                &pxe_event(
+                    "machine.discovered",
+                    mac,
+                    ip,
+                    format!("{mac} discovered"),
+                    json!({"bty_image_ref": null, "boot_mode": "bty-inventory", "sanboot_drive": null, "hostname": null, "target_disk_serial": null}),
+                ),
+            )?;
+        }
     }
     let s = state(c, mac)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    Ok((new, s))
+    Ok(Some((new, s)))
+}
+
+/// Record `e`, or fold it into the subject's latest event when that one is the same (kind,
+/// address and summary) and recent: its time moves forward and `details.repeats` counts the
+/// contacts it stands for. A machine that PXE-boots in a loop costs one row, not one a boot.
+pub fn record_folded(c: &Connection, e: &NewEvent) -> rusqlite::Result<()> {
+    const FOLD_WITHIN_SECS: i64 = 3600;
+    let last: Option<(i64, String, Option<String>, String, String)> = c
+        .prepare_cached(
+            "SELECT id, kind, source_ip, summary, ts FROM events
+             WHERE subject_kind = ?1 AND subject_id = ?2 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(rusqlite::params![e.subject_kind, e.subject_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    if let Some((id, kind, ip, summary, ts)) = last
+        && kind == e.kind
+        && ip == e.source_ip
+        && summary == e.summary
+        // Timestamps share one fixed-width UTC format, so they compare as text.
+        && ts >= super::timestamp(
+            time::OffsetDateTime::now_utc() - time::Duration::seconds(FOLD_WITHIN_SECS),
+        )
+    {
+        c.prepare_cached(
+            "UPDATE events SET ts = ?2,
+                 details = json_set(COALESCE(?3, details, '{}'), '$.repeats',
+                     COALESCE(json_extract(details, '$.repeats'), 1) + 1)
+             WHERE id = ?1",
+        )?
+        .execute(rusqlite::params![
+            id,
+            super::now(),
+            e.details.as_ref().map(|d| d.to_string())
+        ])?;
+        return Ok(());
+    }
+    events::record(c, e)?;
+    Ok(())
 }
 
 /// Record an offer (and end the cycle when the offer says so).
@@ -112,23 +166,43 @@ pub fn offered(
         .execute([mac])?;
     }
     let summary = format!("{mac}: {}", details["offer_kind"].as_str().unwrap_or(kind));
-    events::record(c, &pxe_event(kind, mac, ip, summary, details))?;
-    Ok(())
+    record_folded(c, &pxe_event(kind, mac, ip, summary, details))
 }
 
-/// The flasher's kernel or initrd was fetched for `mac`: arm a new cycle if the machine is in a
-/// cycling mode and not armed yet. True when this armed it.
-pub fn arm(c: &Connection, mac: &str, ip: &str, file: &str) -> rusqlite::Result<bool> {
+/// What an arming attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Armed {
+    /// A new cycle was armed from this address.
+    New,
+    /// Nothing to do: not a cycling mode, unknown machine, or already armed from this address.
+    Nothing,
+    /// Already armed from another address in this cycle: recorded and warned about; `moved`
+    /// says whether this address now counts as the arming one (the latest wins unless strict).
+    Conflict { armed_ip: String, moved: bool },
+}
+
+/// The flasher's kernel or initrd was fetched for `mac` from `ip`: arm a new cycle if the
+/// machine is in a cycling mode and not armed yet, remembering the address. An arming from a
+/// second address in the same cycle is recorded (`pxe.report.suspect`) and left on the machine
+/// as a warning; the latest address wins, except under `strict`.
+pub fn arm(
+    c: &Connection,
+    mac: &str,
+    ip: &str,
+    file: &str,
+    strict: bool,
+) -> rusqlite::Result<Armed> {
     let now = super::now();
     c.prepare_cached("UPDATE machines SET last_seen_at = ?2, last_seen_ip = ?3 WHERE mac = ?1")?
         .execute(rusqlite::params![mac, now, ip])?;
     let armed = c
         .prepare_cached(
-            "UPDATE machines SET saw_flasher_boot = 1, cycle_done = 0, cycle = cycle + 1
+            "UPDATE machines SET saw_flasher_boot = 1, cycle_done = 0, cycle = cycle + 1,
+                 armed_ip = ?2, report_warning = NULL
          WHERE mac = ?1 AND saw_flasher_boot = 0
            AND boot_mode IN ('bty-flash-always', 'bty-flash-once', 'bty-inventory')",
         )?
-        .execute([mac])?
+        .execute([mac, ip])?
         == 1;
     if armed {
         let cycle: i64 = c.query_row("SELECT cycle FROM machines WHERE mac = ?1", [mac], |r| {
@@ -144,8 +218,83 @@ pub fn arm(c: &Connection, mac: &str, ip: &str, file: &str) -> rusqlite::Result<
                 json!({"file": file, "cycle": cycle}),
             ),
         )?;
+        return Ok(Armed::New);
     }
-    Ok(armed)
+    let prior: Option<(i64, Option<String>, i64)> = c
+        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match prior {
+        Some((1, Some(armed_ip), cycle)) if armed_ip != ip => {
+            let why = format!("cycle {cycle} was armed from {armed_ip}, and armed again from {ip}");
+            suspect(c, mac, ip, "arm", &armed_ip, &why)?;
+            if !strict {
+                c.prepare_cached("UPDATE machines SET armed_ip = ?2 WHERE mac = ?1")?
+                    .execute([mac, ip])?;
+            }
+            Ok(Armed::Conflict {
+                armed_ip,
+                moved: !strict,
+            })
+        }
+        _ => Ok(Armed::Nothing),
+    }
+}
+
+/// Record a report or arming from an unexpected address: one `pxe.report.suspect` event and
+/// the machine's warning (repeats of the same warning add no event).
+fn suspect(
+    c: &Connection,
+    mac: &str,
+    ip: &str,
+    signal: &str,
+    armed_ip: &str,
+    why: &str,
+) -> rusqlite::Result<()> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE machines SET report_warning = ?2
+             WHERE mac = ?1 AND (report_warning IS NULL OR report_warning != ?2)",
+        )?
+        .execute([mac, why])?
+        == 1;
+    if changed {
+        events::record(
+            c,
+            &pxe_event(
+                "pxe.report.suspect",
+                mac,
+                ip,
+                format!("{mac}: {why}"),
+                json!({"signal": signal, "armed_ip": armed_ip, "from_ip": ip}),
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether a report (`signal`: done, failed, inventory, progress) for `mac` from `ip` comes
+/// from the address that armed the current cycle. `Ok(None)`: it does, or no cycle is armed.
+/// `Ok(Some(why))`: it does not; recorded as suspect.
+pub fn vet_report(
+    c: &Connection,
+    mac: &str,
+    ip: &str,
+    signal: &str,
+) -> rusqlite::Result<Option<String>> {
+    let row: Option<(i64, Option<String>, i64)> = c
+        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match row {
+        Some((1, Some(armed_ip), cycle)) if armed_ip != ip => {
+            let why =
+                format!("{signal} reported from {ip}, but cycle {cycle} was armed from {armed_ip}");
+            suspect(c, mac, ip, signal, &armed_ip, &why)?;
+            Ok(Some(why))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn orphan(c: &Connection, mac: &str, ip: &str, signal: &str) -> rusqlite::Result<()> {
@@ -198,15 +347,18 @@ pub fn done(c: &Connection, mac: &str, ip: &str) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
+/// What an inventory post stores.
+pub struct Inventory<'a> {
+    pub disks: &'a str,
+    pub serials: Vec<String>,
+    pub lshw: Option<&'a str>,
+    /// The size of an lshw document that was over the cap and dropped.
+    pub lshw_dropped: Option<usize>,
+}
+
 /// `POST /pxe/{mac}/inventory`. False for an unknown machine.
-pub fn inventory(
-    c: &Connection,
-    mac: &str,
-    ip: &str,
-    disks: &str,
-    serials: Vec<String>,
-    lshw: Option<&str>,
-) -> rusqlite::Result<bool> {
+pub fn inventory(c: &Connection, mac: &str, ip: &str, inv: &Inventory) -> rusqlite::Result<bool> {
+    let (disks, serials, lshw) = (inv.disks, &inv.serials, inv.lshw);
     if !known(c, mac)? {
         events::record(
             c,
@@ -233,6 +385,14 @@ pub fn inventory(
         c.prepare_cached("UPDATE machines SET hw_lshw = ?2, hw_lshw_at = ?3 WHERE mac = ?1")?
             .execute(rusqlite::params![mac, l, now])?;
     }
+    let dropped = inv
+        .lshw_dropped
+        .map(|n| format!("; an lshw of {n} bytes was over the cap and dropped"))
+        .unwrap_or_default();
+    let mut details = json!({"count": serials.len(), "serials": serials, "lshw": lshw.is_some()});
+    if let Some(n) = inv.lshw_dropped {
+        details["lshw_dropped_bytes"] = json!(n);
+    }
     events::record(
         c,
         &pxe_event(
@@ -240,14 +400,26 @@ pub fn inventory(
             mac,
             ip,
             format!(
-                "{mac} reported {} disks{}",
+                "{mac} reported {} disks{}{dropped}",
                 serials.len(),
                 if lshw.is_some() { " and lshw" } else { "" }
             ),
-            json!({"count": serials.len(), "serials": serials, "lshw": lshw.is_some()}),
+            details,
         ),
     )?;
     Ok(true)
+}
+
+/// `None`: unknown machine; `Some(Some(ip))`: the address that armed its current cycle;
+/// `Some(None)`: no cycle armed (or armed before addresses were kept).
+pub fn armed_ip(c: &Connection, mac: &str) -> rusqlite::Result<Option<Option<String>>> {
+    c.prepare_cached("SELECT saw_flasher_boot, armed_ip FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| {
+            let armed: i64 = r.get(0)?;
+            let ip: Option<String> = r.get(1)?;
+            Ok(if armed == 1 { ip } else { None })
+        })
+        .optional()
 }
 
 /// `POST /pxe/{mac}/failed`: the cycle ends without a completion, so the next contact offers

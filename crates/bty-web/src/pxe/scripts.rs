@@ -13,6 +13,12 @@ pub fn bootstrap(base: Option<&str>) -> String {
     }
 }
 
+/// For an unknown machine bty-web is not recording now (creation rate or cap): hand back to
+/// the firmware, which boots the next device.
+pub fn not_registered() -> String {
+    "#!ipxe\necho bty: this server is not recording new machines right now (a limit on unknown clients); handing back to the firmware\nsleep 5\nexit\n".into()
+}
+
 /// The script for one machine.
 pub fn machine(script: &Script, base: &str, mac: &str, netboot: &Netboot, comment: &str) -> String {
     match script {

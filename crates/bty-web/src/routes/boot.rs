@@ -1,7 +1,8 @@
 //! Boot artifacts in the boot folder: `GET`/`HEAD /boot/{name}` for firmware and the netboot
 //! environment (single Range → 206, ETag with If-None-Match / If-Range, content types by kind),
 //! arming the flash cycle when a file is served with `?mac=`; and `PUT /boot/{name}` (session
-//! required) streaming to `<name>.partial`, size-capped, then renamed into place.
+//! required) streaming to a temporary file of its own (`.<name>.<random>.partial`), size-capped,
+//! then renamed into place, so concurrent uploads never share a file.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -98,25 +99,25 @@ pub async fn get(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let path = safe_path(&s.cfg.boot_dir, &name)?;
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(_) => return Err(ApiError::not_found(format!("no boot file {name}"))),
-    };
-    let meta = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(ApiError::not_found(format!("no boot file {name}")));
-    }
+    // Opened without blocking (a FIFO cannot hang the request) and served only as a regular
+    // file with a single link (a hard link could bring any file of the filesystem in).
+    let p = path.clone();
+    let (file, meta) =
+        match tokio::task::spawn_blocking(move || crate::tftp::open_boot_file(&p)).await {
+            Ok(Ok((f, m))) => (tokio::fs::File::from_std(f), m),
+            _ => return Err(ApiError::not_found(format!("no boot file {name}"))),
+        };
     // Serving the flasher's kernel or initrd with ?mac= proves the netboot environment boots.
     if let Some(mac) = q.get("mac").and_then(|m| bty_proto::Mac::parse(m).ok()) {
         let ip = ip.to_string();
         let (m, n) = (mac.to_string(), name.clone());
-        if s.db
-            .write(move |c| crate::db::pxe::arm(c, &m, &ip, &n))
-            .await?
-        {
+        let strict = s.cfg.strict_reports;
+        let armed =
+            s.db.write(move |c| crate::db::pxe::arm(c, &m, &ip, &n, strict))
+                .await?;
+        // A second address arming the same cycle is recorded and warned about; the file is
+        // served either way (it is public, and the real machine may be the second one).
+        if armed != crate::db::pxe::Armed::Nothing {
             s.changed(&mac.to_string(), false).await;
         }
     }
@@ -193,8 +194,9 @@ pub async fn put(
     store(&s, &name, body.into_data_stream()).await.map(Json)
 }
 
-/// Write a boot file from a byte stream (API PUT and the UI's upload): into `NAME.partial`,
-/// synced, then renamed over the old file, so a cut upload never leaves half a file in place.
+/// Write a boot file from a byte stream (API PUT and the UI's upload): into a temporary file
+/// of this upload's own, synced, then renamed over the old file, so a cut upload never leaves
+/// half a file in place and two uploads at once each land whole (the later rename wins).
 pub async fn store<S, E>(
     s: &AppState,
     name: &str,
@@ -205,15 +207,26 @@ where
     E: std::fmt::Display,
 {
     let path = safe_path(&s.cfg.boot_dir, name)?;
-    let partial = s.cfg.boot_dir.join(format!("{name}.partial"));
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let partial = s
+        .cfg
+        .boot_dir
+        .join(format!(".{name}.{}.partial", hex::encode(tag)));
     let cap = s.cfg.max_upload_bytes;
     let result = async {
-        let mut f = tokio::fs::File::create(&partial).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{}: {e}", partial.display()),
-            )
-        })?;
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{}: {e}", partial.display()),
+                )
+            })?;
         let mut total: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk =

@@ -10,7 +10,6 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_proto::catalog::{CatalogEntry, CatalogEntryAdd, ImageEntry, ImportError, ImportResult};
-use bty_source::HttpClient;
 use bty_source::canonical::image_ref;
 use bty_source::resolve::{ResolveOptions, resolve};
 
@@ -74,10 +73,18 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
     let url = add.image_url.trim();
     let lower = url.to_ascii_lowercase();
     let oras = lower.starts_with("oras://");
-    if !(oras || lower.starts_with("http://") || lower.starts_with("https://")) {
+    if !crate::fetch::published(url) {
         return Err(ApiError::invalid(
             "image_url",
-            "must be an http(s):// or oras:// URL",
+            "must be an http(s):// or oras:// URL without spaces or control characters",
+        ));
+    }
+    if let Some(u) = &add.sha_url
+        && !(crate::fetch::published(u) && !u.to_ascii_lowercase().starts_with("oras://"))
+    {
+        return Err(ApiError::invalid(
+            "sha_url",
+            "must be an http(s):// URL without spaces or control characters",
         ));
     }
     let r = image_ref(url).map_err(|e| ApiError::invalid("image_url", e.to_string()))?;
@@ -97,7 +104,7 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
             "64 hex characters (optionally sha256:)",
         ));
     }
-    let client = HttpClient::default();
+    let client = crate::fetch::operator();
     let mut entry = CatalogEntry {
         bty_image_ref: r,
         src: url.to_string(),
@@ -318,10 +325,16 @@ pub async fn import(
     let Some(source) = q.get("source").cloned() else {
         return Err(ApiError::invalid("source", "field required"));
     };
+    if !crate::fetch::published(&source) {
+        return Err(ApiError::invalid(
+            "source",
+            "must be an http(s):// or oras:// URL; bty-web reads no local paths",
+        ));
+    }
     let ip = ip.to_string();
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        bty_source::catalog::load(&src, &HttpClient::default())
+        bty_source::catalog::load_published(&src, &crate::fetch::operator())
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "loader failed"))?

@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_image::ImageSource;
-use bty_source::HttpClient;
 use bty_source::resolve::{ResolveOptions, resolve};
 use rusqlite::OptionalExtension;
 
@@ -67,7 +66,7 @@ async fn serve(
         return Err(not_found());
     };
     let resolved = tokio::task::spawn_blocking(move || {
-        resolve(&src, &HttpClient::default(), &ResolveOptions::default())
+        resolve(&src, &crate::fetch::proxy(), &ResolveOptions::default())
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "resolver failed"))?

@@ -114,9 +114,51 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             "Flashes reported failed.",
             m.flashes_failed.load(Ordering::Relaxed),
         ),
+        (
+            "bty_ui_live_renders_total",
+            "Live UI fragments rendered, all streams together.",
+            m.live_renders.load(Ordering::Relaxed),
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    let c = &s.conns;
+    for (name, kind, help, v) in [
+        (
+            "bty_http_connections",
+            "gauge",
+            "Open HTTP connections.",
+            c.open() as u64,
+        ),
+        (
+            "bty_http_streams",
+            "gauge",
+            "Open live streams (SSE).",
+            c.streams_open() as u64,
+        ),
+        (
+            "bty_http_connections_evicted_total",
+            "counter",
+            "Connections closed at the cap to make room (half-sent ones first).",
+            c.evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_http_connections_timed_out_total",
+            "counter",
+            "Connections closed after the idle timeout.",
+            c.timed_out.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_http_streams_refused_total",
+            "counter",
+            "Live streams refused at their cap.",
+            c.streams_refused.load(Ordering::Relaxed),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
         ));
     }
     out.push_str("# HELP bty_machines Machines by boot mode.\n# TYPE bty_machines gauge\n");

@@ -2,6 +2,7 @@
 //! `/pxe/{mac}` (the per-machine script), `/pxe/{mac}/plan`, and the agent's reports
 //! (`inventory`, `done`, and ours: `failed`, `progress`).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -9,11 +10,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bty_proto::plan::Plan;
 use bty_proto::{FlashFailed, FlashProgress, InventoryPost};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::db::events::{self, NewEvent};
 use crate::db::pxe as state;
 use crate::error::ApiError;
 use crate::guard::ClientIp;
@@ -39,22 +40,67 @@ pub async fn bootstrap(State(s): State<AppState>, headers: HeaderMap) -> Respons
     ipxe(scripts::bootstrap(base(&s, &headers).as_deref()))
 }
 
+/// Whether an unknown machine may be created now: the source address is within its creation
+/// rate and the machines unknown clients created are under `[limits] max_discovered`. A
+/// refusal is written to the audit log at most once a minute.
+fn admission(
+    s: &AppState,
+    ip: IpAddr,
+) -> impl Fn(&rusqlite::Connection) -> rusqlite::Result<bool> + Send + 'static {
+    let limits = s.pxe_limits.clone();
+    let cap = s.cfg.limits.max_discovered;
+    move |c| {
+        let why = if !limits.discover.allow(&ip) {
+            Some("too many new machines from this address in the last minute")
+        } else if crate::db::machines::auto_created(c)? >= cap {
+            Some(
+                "the limit on machines created by unknown clients ([limits] max_discovered) is reached",
+            )
+        } else {
+            None
+        };
+        let Some(why) = why else {
+            return Ok(true);
+        };
+        if limits.note_refusal() {
+            events::record(
+                c,
+                &NewEvent {
+                    kind: "pxe.discovery.refused",
+                    subject_kind: Some("pxe"),
+                    subject_id: None,
+                    actor: Some("pxe-client"),
+                    source_ip: Some(ip.to_string()),
+                    summary: format!(
+                        "an unknown machine was not recorded: {why} (further refusals this minute are not logged)"
+                    ),
+                    details: Some(json!({"reason": why, "max_discovered": cap})),
+                },
+            )?;
+        }
+        Ok(false)
+    }
+}
+
 pub async fn script(
     State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientIp(addr): ClientIp,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = ip.to_string();
+    let ip = addr.to_string();
     let Some(base) = base(&s, &headers) else {
         return Ok(ipxe(scripts::bootstrap(None)));
     };
     let netboot = s.cfg.netboot.clone();
     let m = mac.clone();
-    let (new, text) =
+    let admit = admission(&s, addr);
+    let answer =
         s.db.write(move |c| {
-            let (new, st) = state::contact(c, &m, &ip)?;
+            let Some((new, st)) = state::contact(c, &m, &ip, &admit)? else {
+                return Ok(None);
+            };
             let offer = decide::pxe(&st);
             let mut details = json!({"boot_mode": st.boot_mode, "offer_kind": offer.offer_kind});
             if let Some(r) = offer.reason {
@@ -75,12 +121,15 @@ pub async fn script(
                 Script::LiveChain => format!("{} for {m}", offer.offer_kind),
                 _ => offer.offer_kind.clone(),
             };
-            Ok((
+            Ok(Some((
                 new,
                 scripts::machine(&offer.script, &base, &m, &netboot, &comment),
-            ))
+            )))
         })
         .await?;
+    let Some((new, text)) = answer else {
+        return Ok(ipxe(scripts::not_registered()));
+    };
     s.changed(&mac, new).await;
     s.metrics
         .pxe_contacts
@@ -90,27 +139,53 @@ pub async fn script(
 
 pub async fn plan(
     State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientIp(addr): ClientIp,
     headers: HeaderMap,
     Path(raw): Path<String>,
-) -> Result<Json<Plan>, ApiError> {
+) -> Result<Response, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
-    let ip = ip.to_string();
+    let ip = addr.to_string();
     let base = base(&s, &headers).ok_or_else(|| {
         ApiError::bad_request("no usable server address: set [server] public_url")
     })?;
     let m = mac.clone();
-    let (new, plan) =
+    let admit = admission(&s, addr);
+    let answer =
         s.db.write(move |c| {
-            let (new, st) = state::contact(c, &m, &ip)?;
+            let Some((new, st)) = state::contact(c, &m, &ip, &admit)? else {
+                return Ok(None);
+            };
             let (plan, kind) = decide::plan(&st, &base);
             let details = json!({"plan": plan, "boot_mode": st.boot_mode, "offer_kind": kind});
             state::offered(c, &m, &ip, "netboot.pxe.plan", false, details)?;
-            Ok((new, plan))
+            Ok(Some((new, plan)))
         })
         .await?;
+    let Some((new, plan)) = answer else {
+        return Ok(too_many(
+            "new machines are not being recorded now; try again later",
+            60,
+        ));
+    };
     s.changed(&mac, new).await;
-    Ok(Json(plan))
+    Ok(Json(plan).into_response())
+}
+
+/// 429 with `Retry-After`.
+fn too_many(why: &str, secs: u64) -> Response {
+    let mut res = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// 403 for a report refused under `[pxe] strict_reports` (distinct from a missing route's 404).
+fn refused_report(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("report refused: {why} ([pxe] strict_reports is on)"),
+    )
 }
 
 pub async fn inventory(
@@ -118,20 +193,28 @@ pub async fn inventory(
     ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
     b: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let post: InventoryPost = body(b)?;
     post.validate().map_err(ApiError::Invalid)?;
+    if !s.pxe_limits.inventory.allow(&mac) {
+        return Ok(too_many(
+            "inventory posted too often for this machine",
+            crate::pxe::limits::INVENTORY_WINDOW.as_secs(),
+        ));
+    }
+    // An oversized lshw document is dropped, as upstream does; the disks are still kept.
+    let cap = s.cfg.limits.lshw_max_bytes;
+    let mut lshw_dropped = None;
     let lshw = match &post.lshw {
         Some(v) if !v.is_null() => {
             let text = v.to_string();
-            if text.len() > MAX_LSHW {
-                return Err(ApiError::invalid(
-                    "lshw",
-                    format!("larger than {MAX_LSHW} bytes"),
-                ));
+            if text.len() > cap {
+                lshw_dropped = Some(text.len());
+                None
+            } else {
+                Some(text)
             }
-            Some(text)
         }
         _ => None,
     };
@@ -143,20 +226,40 @@ pub async fn inventory(
     let serials: Vec<String> = post.disks.iter().filter_map(|d| d.serial.clone()).collect();
     let ip = ip.to_string();
     let m = mac.clone();
-    let known =
-        s.db.write(move |c| state::inventory(c, &m, &ip, &disks_text, serials, lshw.as_deref()))
-            .await?;
-    if !known {
-        return Err(ApiError::not_found(format!("no machine record for {mac}")));
+    let strict = s.cfg.strict_reports;
+    let outcome =
+        s.db.write(move |c| {
+            if let Some(why) = state::vet_report(c, &m, &ip, "inventory")?
+                && strict
+            {
+                return Ok(Err(why));
+            }
+            let stored = state::Inventory {
+                disks: &disks_text,
+                serials,
+                lshw: lshw.as_deref(),
+                lshw_dropped,
+            };
+            Ok(Ok(state::inventory(c, &m, &ip, &stored)?))
+        })
+        .await?;
+    match outcome {
+        Err(why) => Err(refused_report(&why)),
+        Ok(false) => Err(ApiError::not_found(format!("no machine record for {mac}"))),
+        Ok(true) => {
+            s.changed(&mac, false).await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
     }
-    s.changed(&mac, false).await;
-    Ok(StatusCode::NO_CONTENT)
 }
 
-/// A report that ends a flash (`done`, `failed`): record it, drop the progress, count it.
+/// A report that ends a flash (`done`, `failed`): vet its address, record it, drop the
+/// progress, count it.
 async fn end_of_flash<F>(
     s: &AppState,
     mac: String,
+    ip: String,
+    signal: &'static str,
     record: F,
     counter: &std::sync::atomic::AtomicU64,
 ) -> Result<StatusCode, ApiError>
@@ -164,8 +267,21 @@ where
     F: FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<bool> + Send + 'static,
 {
     let m = mac.clone();
-    if !s.db.write(move |c| record(c, &m)).await? {
-        return Err(ApiError::not_found(format!("no machine record for {mac}")));
+    let strict = s.cfg.strict_reports;
+    let outcome =
+        s.db.write(move |c| {
+            if let Some(why) = state::vet_report(c, &m, &ip, signal)?
+                && strict
+            {
+                return Ok(Err(why));
+            }
+            Ok(Ok(record(c, &m)?))
+        })
+        .await?;
+    match outcome {
+        Err(why) => return Err(refused_report(&why)),
+        Ok(false) => return Err(ApiError::not_found(format!("no machine record for {mac}"))),
+        Ok(true) => {}
     }
     s.clear_progress(&mac);
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,8 +296,9 @@ pub async fn done(
 ) -> Result<StatusCode, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let ip = ip.to_string();
-    let record = move |c: &rusqlite::Connection, m: &str| state::done(c, m, &ip);
-    end_of_flash(&s, mac, record, &s.metrics.flashes_done).await
+    let at = ip.clone();
+    let record = move |c: &rusqlite::Connection, m: &str| state::done(c, m, &at);
+    end_of_flash(&s, mac, ip, "done", record, &s.metrics.flashes_done).await
 }
 
 pub async fn failed(
@@ -195,14 +312,16 @@ pub async fn failed(
     let cut = |v: Option<String>| v.map(|s| s.chars().take(1024).collect::<String>());
     let (stage, reason) = (cut(f.stage), cut(f.reason));
     let ip = ip.to_string();
+    let at = ip.clone();
     let record = move |c: &rusqlite::Connection, m: &str| {
-        state::failed(c, m, &ip, stage.as_deref(), reason.as_deref())
+        state::failed(c, m, &at, stage.as_deref(), reason.as_deref())
     };
-    end_of_flash(&s, mac, record, &s.metrics.flashes_failed).await
+    end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
 }
 
 pub async fn progress(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(raw): Path<String>,
     b: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -211,12 +330,21 @@ pub async fn progress(
     p.stage = p.stage.map(|s| s.chars().take(64).collect());
     p.at = Some(crate::db::now());
     let m = mac.clone();
-    if !s
-        .db
-        .read(move |c| crate::db::machines::get(c, &m).map(|m| m.is_some()))
-        .await?
-    {
+    let Some(armed_ip) = s.db.read(move |c| state::armed_ip(c, &m)).await? else {
         return Err(ApiError::not_found(format!("no machine record for {mac}")));
+    };
+    let ip = ip.to_string();
+    if armed_ip.as_ref().is_some_and(|a| *a != ip) {
+        // Recorded once per distinct warning; refused under strict_reports.
+        let (m, i) = (mac.clone(), ip.clone());
+        let why =
+            s.db.write(move |c| state::vet_report(c, &m, &i, "progress"))
+                .await?;
+        if let Some(why) = why
+            && s.cfg.strict_reports
+        {
+            return Err(refused_report(&why));
+        }
     }
     {
         let Ok(mut map) = s.progress.lock() else {

@@ -2,13 +2,14 @@
 //! every other browser; sign out.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Operator;
-use super::login::{admin_hash, password_check, with_cookie};
+use super::login::{Verdict, password_check, with_cookie};
 use super::{FieldErrors, base, render_status};
 use crate::app::AppState;
 use crate::auth::{self, Keys};
@@ -84,13 +85,33 @@ pub async fn change_password(
         )
         .await;
     }
-    let hash = admin_hash(&s).await;
-    if !password_check(&s.keys, current, hash, s.cfg.admin_password.clone()).await {
-        errors.insert("current".into(), "The current password is wrong.".into());
-        return page(&s, &session, StatusCode::FORBIDDEN, &errors, None).await;
+    let addr: IpAddr = ip
+        .parse()
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match password_check(&s, addr, current).await {
+        Verdict::Right => {}
+        Verdict::Wrong => {
+            errors.insert("current".into(), "The current password is wrong.".into());
+            return page(&s, &session, StatusCode::FORBIDDEN, &errors, None).await;
+        }
+        Verdict::Limited(wait) => {
+            errors.insert(
+                "current".into(),
+                format!("Too many attempts; try again in {wait} s."),
+            );
+            return page(&s, &session, StatusCode::TOO_MANY_REQUESTS, &errors, None).await;
+        }
     }
+    // Hashing costs what a verification does: it takes a slot too.
+    let Ok(slot) = s.limiter.verify.clone().acquire_owned().await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let new = new.to_string();
-    let Ok(Ok(new_hash)) = tokio::task::spawn_blocking(move || auth::hash_password(&new)).await
+    let Ok(Ok(new_hash)) = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        auth::hash_password(&new)
+    })
+    .await
     else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };

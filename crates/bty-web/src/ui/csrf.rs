@@ -65,6 +65,31 @@ pub async fn require(State(s): State<AppState>, req: Request, next: Next) -> Res
         .await
 }
 
+/// Largest text part of a multipart form (the CSRF token, a file name choice).
+pub const TEXT_PART: usize = 4 << 10;
+
+/// A multipart part read as text, refused as soon as it passes `cap` bytes (never buffered
+/// whole first).
+pub async fn small_text(
+    mut field: axum::extract::multipart::Field<'_>,
+    cap: usize,
+) -> Result<String, String> {
+    let mut data = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(c)) => {
+                if data.len() + c.len() > cap {
+                    return Err(format!("larger than {cap} bytes"));
+                }
+                data.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(format!("the upload was cut: {e}")),
+        }
+    }
+    String::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())
+}
+
 /// A multipart form whose first part is the session's CSRF token.
 pub struct MultipartForm(pub Multipart);
 
@@ -82,7 +107,9 @@ impl FromRequest<AppState> for MultipartForm {
         let Some(field) = first.filter(|f| f.name() == Some("csrf")) else {
             return Err(refused());
         };
-        let token = field.text().await.map_err(IntoResponse::into_response)?;
+        let Ok(token) = small_text(field, TEXT_PART).await else {
+            return Err(refused());
+        };
         if !s.keys.csrf_ok(&session.id, &token) {
             return Err(refused());
         }

@@ -36,6 +36,16 @@ async fn live_ctx(s: &AppState) -> Option<Value> {
         })
         .collect();
     let total = rows.len();
+    let (warnings, discovered) =
+        s.db.read(|c| {
+            Ok((
+                crate::db::machines::report_warnings(c)?,
+                crate::db::machines::auto_created(c)?,
+            ))
+        })
+        .await
+        .ok()?;
+    let cap = s.cfg.limits.max_discovered;
     let flashing: Vec<view::Row> = rows.into_iter().filter(|r| r.state == "flashing").collect();
     Some(minijinja::context! {
         total => total,
@@ -43,6 +53,11 @@ async fn live_ctx(s: &AppState) -> Option<Value> {
         by_state => by_state,
         flashing => flashing,
         images => entries.len(),
+        warnings => warnings.into_iter().take(20).collect::<Vec<_>>(),
+        discovered => discovered,
+        max_discovered => cap,
+        // Warn from 80 % of the cap on.
+        discovery_warn => discovered.saturating_mul(5) >= cap.saturating_mul(4),
     })
 }
 

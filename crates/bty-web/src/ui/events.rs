@@ -78,7 +78,12 @@ pub async fn show(
 /// Where to go after an acknowledgement: back to a UI page, never elsewhere.
 fn safe_back(back: Option<&str>) -> String {
     match back {
-        Some(b) if b.starts_with("/ui/") && !b.starts_with("//") && !b.contains('\\') => {
+        Some(b)
+            if b.starts_with("/ui/")
+                && !b.starts_with("//")
+                && !b.contains('\\')
+                && !b.chars().any(char::is_control) =>
+        {
             b.to_string()
         }
         _ => "/ui/events".into(),

@@ -186,11 +186,7 @@ pub async fn import_url(
         errors: FieldErrors::from([("source".to_string(), msg)]),
         ..Default::default()
     };
-    let lower = source.to_ascii_lowercase();
-    if !(lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("oras://"))
-    {
+    if !crate::fetch::published(&source) {
         let v = fail(
             "Give the catalog's http(s):// or oras:// URL.".into(),
             source,
@@ -199,7 +195,7 @@ pub async fn import_url(
     }
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        bty_source::catalog::load(&src, &bty_source::http::HttpClient::default())
+        bty_source::catalog::load_published(&src, &crate::fetch::operator())
     })
     .await;
     let loaded = match loaded {
@@ -263,7 +259,8 @@ pub async fn import_upload(
             if let Some(n) = field.file_name() {
                 filename = n.to_string();
             }
-            match field.text().await {
+            let cap = bty_source::catalog::MAX_CATALOG_BYTES as usize;
+            match super::csrf::small_text(field, cap).await {
                 Ok(t) => text = Some(t),
                 Err(e) => {
                     return page(
@@ -287,7 +284,7 @@ pub async fn import_upload(
         .await;
     };
     let source = format!("upload:{filename}");
-    let loaded = match bty_source::catalog::parse(&text, &source) {
+    let loaded = match bty_source::catalog::parse_untrusted(&text, &source) {
         Ok(c) => c,
         Err(e) => {
             return page(

@@ -1,7 +1,9 @@
-//! Signing in and out: the login form (with the default-password warning), the login post
-//! (rate-limited per address, audited), and logout (which deletes the session row).
+//! Signing in and out: the login form (which tells anonymous visitors nothing about the
+//! password), the login post (attempts counted per address before verification, audited),
+//! and logout (which deletes the session row).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,14 +14,16 @@ use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
-use crate::guard::{ClientIp, session_of};
+use crate::guard::{ClientIp, VERIFY_WAIT, session_of};
 
-async fn login_form(s: &AppState, status: StatusCode, message: Option<&str>) -> Response {
+async fn login_form(status: StatusCode, message: Option<&str>) -> Response {
     super::render_status(
         status,
         "login.html",
         minijinja::context! {
-            default_password => super::default_password_in_use(s).await,
+            // Nothing about the password for anonymous visitors: the warning is for the
+            // signed-in operator (banner and dashboard checklist).
+            default_password => false,
             message => message,
             version => env!("CARGO_PKG_VERSION"),
         },
@@ -45,7 +49,7 @@ pub async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Respon
     if session_of(&s, &headers).await.is_some() {
         return Redirect::to("/ui/dashboard").into_response();
     }
-    login_form(&s, StatusCode::OK, None).await
+    login_form(StatusCode::OK, None).await
 }
 
 pub async fn login(
@@ -56,20 +60,10 @@ pub async fn login(
     let Some(password) = form.get("password") else {
         return crate::error::ApiError::invalid("password", "field required").into_response();
     };
-    if let Some(wait) = s.limiter.blocked(ip) {
-        let mut res = login_form(
-            &s,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&format!("Too many failed attempts; try again in {wait} s.")),
-        )
-        .await;
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return res;
-    }
-    let hash = admin_hash(&s).await;
-    let ok = password_check(&s.keys, password, hash, s.cfg.admin_password.clone()).await;
+    let ok = match password_check(&s, ip, password).await {
+        Verdict::Limited(wait) => return limited(wait).await,
+        v => v == Verdict::Right,
+    };
     let ip_s = ip.to_string();
     let event = |kind: &'static str, summary: &str| NewEvent {
         kind,
@@ -81,12 +75,10 @@ pub async fn login(
         details: None,
     };
     if !ok {
-        s.limiter.failed(ip);
         let e = event("auth.login.failed", "login failed: wrong password");
         let _ = s.db.write(move |c| events::record(c, &e)).await;
-        return login_form(&s, StatusCode::OK, Some("Invalid password.")).await;
+        return login_form(StatusCode::OK, Some("Invalid password.")).await;
     }
-    s.limiter.succeeded(ip);
     let Ok(id) = Keys::new_session_id() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -110,20 +102,53 @@ pub async fn login(
     )
 }
 
-/// Argon2 is deliberately slow: check on a blocking thread.
-pub(super) async fn password_check(
-    keys: &std::sync::Arc<Keys>,
-    given: &str,
-    hash: Option<String>,
-    configured: String,
-) -> bool {
-    let keys = std::sync::Arc::clone(keys);
-    let given = given.to_string();
-    tokio::task::spawn_blocking(move || {
+/// The login form answered 429 with the wait.
+async fn limited(wait: u64) -> Response {
+    let mut res = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!("Too many attempts; try again in {wait} s.")),
+    )
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Right,
+    Wrong,
+    /// Over the per-address limit, or no verification slot came free in time: wait this long.
+    Limited(u64),
+}
+
+/// Check a password attempt from `ip` (logins and password changes alike): counted against the
+/// address's limit first, then verified in one of the few verification slots on a blocking
+/// thread (argon2 is deliberately slow and memory-hungry).
+pub(super) async fn password_check(s: &AppState, ip: IpAddr, given: &str) -> Verdict {
+    if let Err(wait) = s.limiter.attempt(ip) {
+        return Verdict::Limited(wait);
+    }
+    let slot = tokio::time::timeout(VERIFY_WAIT, s.limiter.verify.clone().acquire_owned()).await;
+    let Ok(Ok(slot)) = slot else {
+        return Verdict::Limited(1);
+    };
+    let hash = admin_hash(s).await;
+    let keys = std::sync::Arc::clone(&s.keys);
+    let (given, configured) = (given.to_string(), s.cfg.admin_password.clone());
+    let ok = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         auth::password_ok(&keys, &given, hash.as_deref(), &configured)
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false);
+    if ok {
+        s.limiter.succeeded(ip);
+        Verdict::Right
+    } else {
+        Verdict::Wrong
+    }
 }
 
 /// Logout is a UI form post like any other (session and CSRF token checked before it runs).

@@ -97,10 +97,11 @@ async fn page(
                     ..Default::default()
                 },
             )?;
-            Ok((m, entries, lshw, evs))
+            let warning = machines::report_warning(c, &key)?;
+            Ok((m, entries, lshw, evs, warning))
         })
         .await;
-    let Ok((mut m, entries, lshw, evs)) = loaded else {
+    let Ok((mut m, entries, lshw, evs, warning)) = loaded else {
         return error_page(
             s,
             session,
@@ -145,6 +146,7 @@ async fn page(
         hardware => hardware,
         modes => modes,
         events => evs,
+        warning => warning,
         ..base(s, session, "machines").await
     };
     render_status(status, "machine.html", ctx)
@@ -153,16 +155,22 @@ async fn page(
 /// The live part of a machine's page: its state, progress and timestamps.
 pub async fn status_html(s: &AppState, mac: &str) -> Option<String> {
     let key = mac.to_string();
-    let (m, entries) =
-        s.db.read(move |c| Ok((machines::get(c, &key)?, catalog::list(c)?)))
-            .await
-            .ok()?;
+    let (m, entries, warning) =
+        s.db.read(move |c| {
+            Ok((
+                machines::get(c, &key)?,
+                catalog::list(c)?,
+                machines::report_warning(c, &key)?,
+            ))
+        })
+        .await
+        .ok()?;
     let mut m = m?;
     s.with_progress(&mut m);
     let row = view::row(&m, &view::names(&entries));
     super::templates::render(
         "machine_status.html",
-        minijinja::context! { machine => m, row => row },
+        minijinja::context! { machine => m, row => row, warning => warning },
     )
     .map_err(|e| tracing::error!("machine status: {e:#}"))
     .ok()

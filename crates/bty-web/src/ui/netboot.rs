@@ -212,7 +212,12 @@ async fn receive(s: &AppState, mut mp: axum::extract::Multipart) -> Result<Strin
             Err(e) => return Err(fail("file", format!("The upload was cut: {e}"))),
         };
         match field.name() {
-            Some("name") => name = field.text().await.ok().map(|t| t.trim().to_string()),
+            Some("name") => {
+                name = super::csrf::small_text(field, super::csrf::TEXT_PART)
+                    .await
+                    .ok()
+                    .map(|t| t.trim().to_string())
+            }
             Some("file") => {
                 let Some(n) = name.filter(|n| allowed.contains(n)) else {
                     let msg = "Choose which boot file this is (before the file).";

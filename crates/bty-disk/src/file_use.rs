@@ -107,24 +107,20 @@ mod tests {
         std::fs::write(&p, vec![0u8; 4096]).unwrap();
         let mine = File::open(&p).unwrap();
         assert_eq!(file_in_use(&mine), None);
-        // flock held by another process.
-        let mut child = std::process::Command::new("flock")
-            .arg(&p)
-            .args(["sleep", "30"])
-            .spawn()
-            .unwrap();
-        let mut seen = None;
-        for _ in 0..100 {
-            seen = file_in_use(&mine);
-            if seen.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        let why = seen.expect("the flock lock is seen");
-        assert!(why.contains("locked by pid"), "{why}");
+        // A flock lock on another open file description (as another process would hold).
+        let holder = File::open(&p).unwrap();
+        // SAFETY: flock on an open descriptor.
+        assert_eq!(
+            unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        let why = file_in_use(&mine).expect("the flock lock is seen");
+        assert!(
+            why.contains(&format!("pid {}", std::process::id())),
+            "{why}"
+        );
+        drop(holder);
+        assert_eq!(file_in_use(&mine), None);
         // An OFD read lock, as QEMU takes on its images.
         let other = std::fs::OpenOptions::new()
             .read(true)

@@ -243,3 +243,59 @@ fn a_refused_flash_does_not_create_the_target_file() {
         "a refused flash must not leave a new file behind"
     );
 }
+
+#[test]
+fn a_file_under_a_loop_device_or_a_lock_is_refused() {
+    let lo = LoopDev::new(4 * MIB, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("image.raw");
+    write(&src, &sample_image(2 * MIB, 3));
+    let before = std::fs::read(&lo.backing).unwrap();
+    let run = flash_yes(&src, &lo.backing, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(lo.path.to_str().unwrap()),
+        "{}",
+        run.stderr
+    );
+    assert_same(&std::fs::read(&lo.backing).unwrap(), &before, "untouched");
+    // A file another process holds a lock on (as QEMU does on its images).
+    let target = dir.path().join("vm.img");
+    write(&target, &random_bytes(4 * MIB, 5));
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&target)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = flash_yes(&src, &target, &[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("locked by pid"), "{}", run.stderr);
+}
+
+#[test]
+fn endless_character_devices_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.img");
+    let run = flash_yes(Path::new("/dev/zero"), &target, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("character device"), "{}", run.stderr);
+    assert!(!target.exists(), "nothing created");
+}
+
+#[test]
+fn a_file_bty_created_is_removed_when_the_flash_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("image.raw");
+    write(&raw, &sample_image(IMAGE_LEN, 11));
+    let src = dir.path().join("image.raw.zst");
+    write(&src, &compress_file("zstd -q -c", &raw));
+    let target = dir.path().join("new.img");
+    // The wrong digest is found only after the whole image was written.
+    let run = flash_yes(&src, &target, &["--sha256", &"00".repeat(32)]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!target.exists(), "the half-made file is gone");
+}

@@ -151,48 +151,37 @@ impl Conns {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !sse {
-            conn.bodies.fetch_add(1, Ordering::Relaxed);
+        let guarded = |res: Response<Body>, stream: Option<OwnedSemaphorePermit>| {
+            if stream.is_some() {
+                conn.streaming.fetch_add(1, Ordering::Relaxed);
+            } else {
+                conn.bodies.fetch_add(1, Ordering::Relaxed);
+            }
             let guard = Guard {
                 conn: conn.clone(),
-                stream: None,
+                stream,
             };
-            return res.map(|b| {
+            res.map(|b| {
                 Body::new(Guarded {
                     inner: b,
                     _guard: guard,
                 })
-            });
-        }
-        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
-            self.streams_refused.fetch_add(1, Ordering::Relaxed);
-            let mut busy = Response::new(Body::from("too many live streams; try again\n"));
-            *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            busy.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            conn.bodies.fetch_add(1, Ordering::Relaxed);
-            let guard = Guard {
-                conn: conn.clone(),
-                stream: None,
-            };
-            return busy.map(|b| {
-                Body::new(Guarded {
-                    inner: b,
-                    _guard: guard,
-                })
-            });
-        };
-        conn.streaming.fetch_add(1, Ordering::Relaxed);
-        let guard = Guard {
-            conn: conn.clone(),
-            stream: Some(permit),
-        };
-        res.map(|b| {
-            Body::new(Guarded {
-                inner: b,
-                _guard: guard,
             })
-        })
+        };
+        if !sse {
+            return guarded(res, None);
+        }
+        match self.streams.clone().try_acquire_owned() {
+            Ok(permit) => guarded(res, Some(permit)),
+            Err(_) => {
+                self.streams_refused.fetch_add(1, Ordering::Relaxed);
+                let mut busy = Response::new(Body::from("too many live streams; try again\n"));
+                *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                busy.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                guarded(busy, None)
+            }
+        }
     }
 }
 

@@ -30,6 +30,12 @@ fn raw_server(reply: String) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// `POST /catalog/import?source=SRC`.
+fn import(c: &mut common::Client, src: &str) -> common::Resp {
+    let q = format!("/catalog/import?source={}", common::urlencode(src));
+    c.request("POST", &q, &[], None)
+}
+
 #[test]
 fn local_files_are_never_read_and_fetched_bodies_never_quoted() {
     let s = Server::start();
@@ -44,12 +50,7 @@ fn local_files_are_never_read_and_fetched_bodies_never_quoted() {
         "relative/catalog.toml".to_string(),
         "https://example.test/a b.toml".to_string(),
     ] {
-        let r = c.request(
-            "POST",
-            &format!("/catalog/import?source={}", common::urlencode(&src)),
-            &[],
-            None,
-        );
+        let r = import(&mut c, &src);
         assert_eq!(r.status, 422, "{src}: {}", r.body);
         assert!(!r.body.contains(secret.trim()), "{src}: {}", r.body);
         assert!(!r.body.contains("root:"), "{src}: {}", r.body);
@@ -59,15 +60,7 @@ fn local_files_are_never_read_and_fetched_bodies_never_quoted() {
         "HTTP/1.1 200 OK\r\nContent-Length: 42\r\nConnection: close\r\n\r\nTOPSECRET=hunter2-value-from-a-lan-service"
             .into(),
     );
-    let r = c.request(
-        "POST",
-        &format!(
-            "/catalog/import?source={}",
-            common::urlencode(&format!("{origin}/metrics"))
-        ),
-        &[],
-        None,
-    );
+    let r = import(&mut c, &format!("{origin}/metrics"));
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("line 1"), "{}", r.body);
     assert!(
@@ -96,12 +89,7 @@ fn server_side_fetches_stay_off_link_local_and_metadata_addresses() {
         format!("{redirect}/catalog.toml"),
     ] {
         let t = Instant::now();
-        let r = c.request(
-            "POST",
-            &format!("/catalog/import?source={}", common::urlencode(&src)),
-            &[],
-            None,
-        );
+        let r = import(&mut c, &src);
         assert_eq!(r.status, 400, "{src}: {}", r.body);
         assert!(r.body.contains("link-local"), "{src}: {}", r.body);
         assert!(
@@ -137,15 +125,7 @@ fn server_side_fetches_stay_off_link_local_and_metadata_addresses() {
             );
         }
     });
-    let r = c.request(
-        "POST",
-        &format!(
-            "/catalog/import?source={}",
-            common::urlencode(&format!("http://127.0.0.1:{port}/0"))
-        ),
-        &[],
-        None,
-    );
+    let r = import(&mut c, &format!("http://127.0.0.1:{port}/0"));
     assert_eq!(r.status, 400, "{}", r.body);
 }
 
@@ -198,10 +178,7 @@ fn password_attempts_are_counted_before_verification_per_address() {
         b"password=right-password",
     );
     assert_eq!(code, 303);
-    let failed = c
-        .event_kinds("kind=auth.login.failed&limit=200")
-        .into_iter()
-        .count();
+    let failed = c.event_kinds("kind=auth.login.failed&limit=200").len();
     assert_eq!(failed, answered, "each verified wrong attempt audited");
 }
 

@@ -15,6 +15,17 @@ use serde_json::json;
 
 const KERNEL: &str = "bty-netboot-x86_64.vmlinuz";
 
+/// A GET from the local address `from` (a second host on loopback).
+fn get_from(from: &str, s: &Server, path: &str) -> (u16, String) {
+    http_from(from, s.addr(), "GET", path, &[], b"")
+}
+
+/// A JSON post from the local address `from`.
+fn post_from(from: &str, s: &Server, path: &str, json: &[u8]) -> (u16, String) {
+    let h = [("Content-Type", "application/json")];
+    http_from(from, s.addr(), "POST", path, &h, json)
+}
+
 fn mac(n: u32) -> String {
     format!(
         "02:00:00:{:02x}:{:02x}:{:02x}",
@@ -30,17 +41,9 @@ fn unknown_clients_are_capped_and_rate_limited() {
         ("BTY_LIMITS_MAX_DISCOVERED", "8"),
         ("BTY_LIMITS_DISCOVER_PER_MINUTE", "5"),
     ]);
-    let addr = s.addr();
     let mut recorded = 0;
     for n in 0..8 {
-        let (code, body) = http_from(
-            "127.0.0.1",
-            addr,
-            "GET",
-            &format!("/pxe/{}", mac(n)),
-            &[],
-            b"",
-        );
+        let (code, body) = get_from("127.0.0.1", &s, &format!("/pxe/{}", mac(n)));
         assert_eq!(code, 200);
         if !body.contains("not recording new machines") {
             recorded += 1;
@@ -49,35 +52,14 @@ fn unknown_clients_are_capped_and_rate_limited() {
     assert_eq!(recorded, 5, "5 a minute from one address");
     // Another address has its own rate, until the cap on unknown machines is reached.
     for n in 100..106 {
-        http_from(
-            "127.0.0.2",
-            addr,
-            "GET",
-            &format!("/pxe/{}", mac(n)),
-            &[],
-            b"",
-        );
+        get_from("127.0.0.2", &s, &format!("/pxe/{}", mac(n)));
     }
     let mut admin = s.signed_in("bty-lab");
     assert_eq!(admin.get("/machines").json().as_array().unwrap().len(), 8);
-    let (code, _) = http_from(
-        "127.0.0.3",
-        addr,
-        "GET",
-        &format!("/pxe/{}/plan", mac(200)),
-        &[],
-        b"",
-    );
+    let (code, _) = get_from("127.0.0.3", &s, &format!("/pxe/{}/plan", mac(200)));
     assert_eq!(code, 429, "plans for unrecorded machines wait");
     // Known machines are still served; the refusals cost one event, not one each.
-    let (_, body) = http_from(
-        "127.0.0.1",
-        addr,
-        "GET",
-        &format!("/pxe/{}", mac(0)),
-        &[],
-        b"",
-    );
+    let (_, body) = get_from("127.0.0.1", &s, &format!("/pxe/{}", mac(0)));
     assert!(!body.contains("not recording"), "{body}");
     assert_eq!(admin.event_kinds("kind=pxe.discovery.refused").len(), 1);
     let dash = admin.get("/ui/dashboard").body;
@@ -92,14 +74,7 @@ fn unknown_clients_are_capped_and_rate_limited() {
         &json!({"boot_mode": "ipxe-exit"}),
     );
     assert!(r.status < 300, "{}", r.body);
-    let (_, body) = http_from(
-        "127.0.0.4",
-        addr,
-        "GET",
-        &format!("/pxe/{}", mac(300)),
-        &[],
-        b"",
-    );
+    let (_, body) = get_from("127.0.0.4", &s, &format!("/pxe/{}", mac(300)));
     assert!(!body.contains("not recording"), "{body}");
 }
 
@@ -154,17 +129,9 @@ fn inventory_lshw_and_contact_events_are_bounded() {
 /// A machine in bty-inventory mode with its cycle armed from 127.0.0.1.
 fn armed(s: &Server, m: &str) {
     std::fs::write(s.state_dir().join("boot").join(KERNEL), vec![1u8; 4096]).unwrap();
-    let addr = s.addr();
-    let (code, _) = http_from("127.0.0.1", addr, "GET", &format!("/pxe/{m}"), &[], b"");
+    let (code, _) = get_from("127.0.0.1", s, &format!("/pxe/{m}"));
     assert_eq!(code, 200);
-    let (code, _) = http_from(
-        "127.0.0.1",
-        addr,
-        "GET",
-        &format!("/boot/{KERNEL}?mac={m}"),
-        &[],
-        b"",
-    );
+    let (code, _) = get_from("127.0.0.1", s, &format!("/boot/{KERNEL}?mac={m}"));
     assert_eq!(code, 200);
 }
 
@@ -173,27 +140,16 @@ fn reports_from_another_address_are_flagged() {
     let s = Server::start();
     let m = mac(7);
     armed(&s, m.as_str());
-    let addr = s.addr();
-    let json_h = [("Content-Type", "application/json")];
     // A stranger posts inventory and done for the machine: accepted (leases can differ), but
     // recorded and shown.
-    let (code, _) = http_from(
+    let (code, _) = post_from(
         "127.0.0.2",
-        addr,
-        "POST",
+        &s,
         &format!("/pxe/{m}/inventory"),
-        &json_h,
         br#"{"disks":[{"path":"/dev/sda","serial":"LIE"}]}"#,
     );
     assert_eq!(code, 204);
-    let (code, _) = http_from(
-        "127.0.0.2",
-        addr,
-        "POST",
-        &format!("/pxe/{m}/done"),
-        &[],
-        b"",
-    );
+    let (code, _) = post_from("127.0.0.2", &s, &format!("/pxe/{m}/done"), b"");
     assert_eq!(code, 204);
     let mut admin = s.signed_in("bty-lab");
     let kinds = admin.event_kinds(&format!("kind=pxe.report.suspect&subject_id={m}"));
@@ -221,14 +177,7 @@ fn reports_from_another_address_are_flagged() {
     // Armed again from a second address in one cycle: flagged too.
     let m2 = mac(8);
     armed(&s, m2.as_str());
-    http_from(
-        "127.0.0.2",
-        addr,
-        "GET",
-        &format!("/boot/{KERNEL}?mac={m2}"),
-        &[],
-        b"",
-    );
+    get_from("127.0.0.2", &s, &format!("/boot/{KERNEL}?mac={m2}"));
     assert_eq!(
         admin
             .event_kinds(&format!("kind=pxe.report.suspect&subject_id={m2}"))
@@ -242,39 +191,21 @@ fn strict_reports_refuse_other_addresses() {
     let s = Server::start_with(&[("BTY_PXE_STRICT_REPORTS", "true")]);
     let m = mac(9);
     armed(&s, m.as_str());
-    let addr = s.addr();
-    let (code, body) = http_from(
-        "127.0.0.2",
-        addr,
-        "POST",
-        &format!("/pxe/{m}/done"),
-        &[],
-        b"",
-    );
+    let (code, body) = post_from("127.0.0.2", &s, &format!("/pxe/{m}/done"), b"");
     assert_eq!(code, 403, "{body}");
     assert!(
         body.contains("strict_reports") && body.contains("127.0.0.1"),
         "{body}"
     );
-    let json_h = [("Content-Type", "application/json")];
-    let (code, _) = http_from(
+    let (code, _) = post_from(
         "127.0.0.2",
-        addr,
-        "POST",
+        &s,
         &format!("/pxe/{m}/progress"),
-        &json_h,
         br#"{"bytes_done":1}"#,
     );
     assert_eq!(code, 403);
     // The arming address is still heard.
-    let (code, _) = http_from(
-        "127.0.0.1",
-        addr,
-        "POST",
-        &format!("/pxe/{m}/done"),
-        &[],
-        b"",
-    );
+    let (code, _) = post_from("127.0.0.1", &s, &format!("/pxe/{m}/done"), b"");
     assert_eq!(code, 204);
     let mut admin = s.signed_in("bty-lab");
     assert_eq!(
@@ -398,18 +329,7 @@ fn unanswered_tftp_requests_are_bounded() {
         ("BTY_TFTP_BIND", "127.0.0.1:0"),
         ("BTY_LIMITS_TFTP_PER_CLIENT", "3"),
     ]);
-    let line = s
-        .startup
-        .iter()
-        .find(|l| l.contains("tftp on udp"))
-        .unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = s.tftp_port();
     let boot = s.state_dir().join("boot");
     std::fs::write(boot.join("undionly.kpxe"), vec![7u8; 70_000]).unwrap();
     let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();

@@ -28,18 +28,7 @@ fn tftp_serves_the_boot_folder() {
         ("BTY_TFTP_ENABLED", "true"),
         ("BTY_TFTP_BIND", "127.0.0.1:0"),
     ]);
-    let line = s
-        .startup
-        .iter()
-        .find(|l| l.contains("tftp on udp"))
-        .unwrap_or_else(|| panic!("no tftp line in {:?}", s.startup));
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = s.tftp_port();
     let boot = s.state_dir().join("boot");
     let kpxe: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
     let efi: Vec<u8> = (0..1_000_000u32).map(|i| (i * 13 % 251) as u8).collect();

@@ -220,12 +220,8 @@ pub fn arm(
         )?;
         return Ok(Armed::New);
     }
-    let prior: Option<(i64, Option<String>, i64)> = c
-        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
-        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    match prior {
-        Some((1, Some(armed_ip), cycle)) if armed_ip != ip => {
+    match arming(c, mac)? {
+        Some((armed_ip, cycle)) if armed_ip != ip => {
             let why = format!("cycle {cycle} was armed from {armed_ip}, and armed again from {ip}");
             suspect(c, mac, ip, "arm", &armed_ip, &why)?;
             if !strict {
@@ -239,6 +235,19 @@ pub fn arm(
         }
         _ => Ok(Armed::Nothing),
     }
+}
+
+/// The address that armed the machine's current cycle and the cycle's number, when a cycle is
+/// armed (and was armed since addresses are kept).
+fn arming(c: &Connection, mac: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    let row: Option<(i64, Option<String>, i64)> = c
+        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(match row {
+        Some((1, Some(ip), cycle)) => Some((ip, cycle)),
+        _ => None,
+    })
 }
 
 /// Record a report or arming from an unexpected address: one `pxe.report.suspect` event and
@@ -282,12 +291,8 @@ pub fn vet_report(
     ip: &str,
     signal: &str,
 ) -> rusqlite::Result<Option<String>> {
-    let row: Option<(i64, Option<String>, i64)> = c
-        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
-        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    match row {
-        Some((1, Some(armed_ip), cycle)) if armed_ip != ip => {
+    match arming(c, mac)? {
+        Some((armed_ip, cycle)) if armed_ip != ip => {
             let why =
                 format!("{signal} reported from {ip}, but cycle {cycle} was armed from {armed_ip}");
             suspect(c, mac, ip, signal, &armed_ip, &why)?;

@@ -80,7 +80,7 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
         ));
     }
     if let Some(u) = &add.sha_url
-        && !(crate::fetch::published(u) && !u.to_ascii_lowercase().starts_with("oras://"))
+        && (!crate::fetch::published(u) || u.to_ascii_lowercase().starts_with("oras://"))
     {
         return Err(ApiError::invalid(
             "sha_url",

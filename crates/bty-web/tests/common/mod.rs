@@ -92,6 +92,20 @@ impl Server {
             .unwrap()
     }
 
+    /// The built-in TFTP server's port, from the start-up line (needs `BTY_TFTP_ENABLED`).
+    pub fn tftp_port(&self) -> u16 {
+        let line = self
+            .startup
+            .iter()
+            .find(|l| l.contains("tftp on udp"))
+            .unwrap_or_else(|| panic!("no tftp line in {:?}", self.startup));
+        line.split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line}"))
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.state.path().to_path_buf()
     }

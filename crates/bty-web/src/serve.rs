@@ -44,7 +44,16 @@ struct Conn {
     streaming: AtomicU32,
     /// Whether any request's headers arrived.
     served: AtomicBool,
+    /// Told to close (a victim of the cap, or idle): never picked again.
+    doomed: AtomicBool,
     kill: Notify,
+}
+
+impl Conn {
+    fn close(&self) {
+        self.doomed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
+    }
 }
 
 /// Every open connection, for the cap, the reaper and `/metrics`.
@@ -101,7 +110,8 @@ impl Conns {
             return true;
         }
         let idle = |c: &&Arc<Conn>| {
-            c.handling.load(Ordering::Relaxed) == 0
+            !c.doomed.load(Ordering::Relaxed)
+                && c.handling.load(Ordering::Relaxed) == 0
                 && c.bodies.load(Ordering::Relaxed) == 0
                 && c.streaming.load(Ordering::Relaxed) == 0
         };
@@ -116,7 +126,7 @@ impl Conns {
             });
         match victim {
             Some(v) => {
-                v.kill.notify_one();
+                v.close();
                 self.evicted.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -135,9 +145,10 @@ impl Conns {
         for c in map.values() {
             if c.handling.load(Ordering::Relaxed) == 0
                 && c.streaming.load(Ordering::Relaxed) == 0
+                && !c.doomed.load(Ordering::Relaxed)
                 && now.saturating_sub(c.last_active.load(Ordering::Relaxed)) > limit
             {
-                c.kill.notify_one();
+                c.close();
                 self.timed_out.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -416,6 +427,7 @@ fn spawn_conn(
         bodies: AtomicU32::new(0),
         streaming: AtomicU32::new(0),
         served: AtomicBool::new(false),
+        doomed: AtomicBool::new(false),
         kill: Notify::new(),
     });
     if let Ok(mut map) = conns.map.lock() {
@@ -488,6 +500,7 @@ mod tests {
             bodies: AtomicU32::new(0),
             streaming: AtomicU32::new(0),
             served: AtomicBool::new(served),
+            doomed: AtomicBool::new(false),
             kill: Notify::new(),
         })
     }
@@ -520,6 +533,9 @@ mod tests {
         assert!(hit(&old_half).await);
         assert!(!hit(&young_half).await);
         assert!(!hit(&busy).await);
+        // The next newcomer takes the next half-sent one, not the one already closing.
+        assert!(conns.make_room());
+        assert!(hit(&young_half).await);
         // Every connection busy: the newcomer is turned away.
         let conns = Conns::new(limits);
         {

@@ -357,6 +357,10 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// Request bodies declared at most this long are read before the handler runs (the smallest
+/// `[tuning] max_body_bytes`, so a body over the limit is still refused before it is read).
+const PREREAD: usize = 1024;
+
 /// How long a stopping server waits for answers in progress.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -447,6 +451,11 @@ fn spawn_conn(
                     conn.served.store(true, Ordering::Relaxed);
                     conn.handling.fetch_add(1, Ordering::Relaxed);
                     let timeout = conns.limits.body_timeout;
+                    let declared = req
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<usize>().ok());
                     let mut req = req.map(|b| {
                         Body::new(IdleBody {
                             inner: b,
@@ -454,6 +463,22 @@ fn spawn_conn(
                             sleep: None,
                         })
                     });
+                    // A small body is read before the handler runs: a handler that answers
+                    // without reading it (a 401, a 403) then leaves the connection reusable —
+                    // hyper closes a connection whose unread body has not fully arrived.
+                    if let Some(n) = declared.filter(|n| (1..=PREREAD).contains(n)) {
+                        let (parts, body) = req.into_parts();
+                        match axum::body::to_bytes(body, n).await {
+                            Ok(b) => req = Request::from_parts(parts, Body::from(b)),
+                            Err(_) => {
+                                conn.handling.fetch_sub(1, Ordering::Relaxed);
+                                let mut bad =
+                                    Response::new(Body::from("the request body was cut\n"));
+                                *bad.status_mut() = StatusCode::BAD_REQUEST;
+                                return Ok(conns.wrap(&conn, bad));
+                            }
+                        }
+                    }
                     req.extensions_mut().insert(ConnectInfo(peer));
                     let res = match router.oneshot(req).await {
                         Ok(r) => r,

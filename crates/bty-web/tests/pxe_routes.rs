@@ -303,7 +303,8 @@ fn inventory_done_failed_and_progress() {
         "bty_flashes_failed_total 1",
         "bty_pxe_contacts_total 1",
         "bty_machines{boot_mode=\"bty-inventory\"} 1",
-        "bty_http_requests_total{route=\"/pxe/{mac}/inventory\",status=\"422\"} 4",
+        // 65 disks, unknown keys, an over-long serial (an oversized lshw is dropped, 204).
+        "bty_http_requests_total{route=\"/pxe/{mac}/inventory\",status=\"422\"} 3",
     ] {
         assert!(metrics.contains(line), "{line}:\n{metrics}");
     }

@@ -29,10 +29,11 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<CatalogEntry>> {
 
 /// Insert; false if an entry with the same `src` (or ref) exists.
 pub fn insert(c: &Connection, e: &CatalogEntry) -> rusqlite::Result<bool> {
-    let n = c.execute(
+    let n = c.prepare_cached(
         "INSERT OR IGNORE INTO catalog_entries
          (bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?
+    .execute(
         rusqlite::params![
             e.bty_image_ref,
             e.src,

@@ -58,7 +58,14 @@ pub struct PxeLimits {
     pub inventory: RateWindow<String>,
     /// When a discovery refusal was last written to the audit log.
     refusal_noted: Mutex<Option<Instant>>,
+    /// Machines unknown clients created, as last counted and since added to; counted again
+    /// after [`RECOUNT`] (an operator's claim or delete shows within that). Counting on every
+    /// first contact would cost a scan per new machine.
+    discovered: Mutex<Option<(u64, Instant)>>,
 }
+
+/// How long a count of discovered machines is trusted.
+pub const RECOUNT: Duration = Duration::from_secs(1);
 
 impl PxeLimits {
     pub fn new(discover_per_minute: u32) -> PxeLimits {
@@ -66,7 +73,35 @@ impl PxeLimits {
             discover: RateWindow::new(Duration::from_secs(60), discover_per_minute),
             inventory: RateWindow::new(INVENTORY_WINDOW, INVENTORY_PER_WINDOW),
             refusal_noted: Mutex::new(None),
+            discovered: Mutex::new(None),
         }
+    }
+
+    /// Admit one more discovered machine if fewer than `cap` exist; `count` gives the stored
+    /// number when the cached one is stale.
+    pub fn admit_discovered<E>(
+        &self,
+        cap: u64,
+        count: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<bool, E> {
+        let Ok(mut d) = self.discovered.lock() else {
+            return Ok(false);
+        };
+        let n = match *d {
+            Some((n, at)) if at.elapsed() < RECOUNT => n,
+            _ => {
+                let n = count()?;
+                *d = Some((n, Instant::now()));
+                n
+            }
+        };
+        if n >= cap {
+            return Ok(false);
+        }
+        if let Some((n, _)) = d.as_mut() {
+            *n += 1;
+        }
+        Ok(true)
     }
 
     /// Whether a refusal should be written now (at most one a minute).
@@ -93,6 +128,20 @@ mod tests {
         assert!(!w.allow(&1));
         assert!(w.allow(&2), "another key has its own count");
         let l = PxeLimits::new(5);
+        let mut counted = 0;
+        let mut admit = |cap| {
+            l.admit_discovered(cap, || {
+                counted += 1;
+                Ok::<u64, ()>(1)
+            })
+            .unwrap()
+        };
+        assert!(admit(3) && admit(3), "1 stored, 2 and 3 admitted");
+        assert!(
+            !admit(3),
+            "the cap counts what was admitted since the count"
+        );
+        assert_eq!(counted, 1, "counted once within a second");
         assert!(l.note_refusal());
         assert!(!l.note_refusal(), "one refusal row a minute");
     }

@@ -52,7 +52,7 @@ fn admission(
     move |c| {
         let why = if !limits.discover.allow(&ip) {
             Some("too many new machines from this address in the last minute")
-        } else if crate::db::machines::auto_created(c)? >= cap {
+        } else if !limits.admit_discovered(cap, || crate::db::machines::auto_created(c))? {
             Some(
                 "the limit on machines created by unknown clients ([limits] max_discovered) is reached",
             )

@@ -359,10 +359,15 @@ pub fn is_published(source: &str) -> bool {
         .any(|p| lower.starts_with(p))
 }
 
+/// Whether a server may fetch `source`: published (http(s) or oras://) and a clean URL.
+pub fn fetchable(source: &str) -> bool {
+    is_published(source) && url_is_clean(source)
+}
+
 /// Load a published catalog (http(s) or oras:// only) for a server: local paths are refused,
 /// and errors never quote what was fetched.
 pub fn load_published(source: &str, client: &HttpClient) -> Result<Catalog, SourceError> {
-    if !is_published(source) || !url_is_clean(source) {
+    if !fetchable(source) {
         return Err(err(
             source,
             "only http(s):// and oras:// catalogs are read here, not local paths".into(),

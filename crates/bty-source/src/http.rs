@@ -207,23 +207,31 @@ impl ureq::unversioned::resolver::Resolver for GuardedResolver {
     }
 }
 
+/// The agent settings every client shares: statuses are answers, not errors; connect and
+/// idle-read timeouts; bty's User-Agent; at most `redirects` redirects; `global` bounds the
+/// whole exchange when given.
+fn agent_config(redirects: u32, global: Option<Duration>) -> ureq::config::Config {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .user_agent(crate::user_agent())
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .timeout_global(global)
+        .max_redirects(redirects)
+        // Credentials follow a redirect only to the same host over https (a registry's blob
+        // redirect to a CDN must not carry the registry token).
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+        .build()
+}
+
 impl HttpClient {
     /// The client for fetches a server makes on an operator's behalf: at most 5 redirects,
     /// http(s) only, never to a link-local or metadata address (checked on every connection,
     /// redirects included), and with `global` as a limit on the whole exchange when given.
     pub fn guarded(global: Option<Duration>) -> HttpClient {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(crate::user_agent())
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .timeout_global(global)
-            .max_redirects(5)
-            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .build();
         let agent = ureq::Agent::with_parts(
-            config,
+            agent_config(5, global),
             ureq::unversioned::transport::DefaultConnector::default(),
             GuardedResolver::default(),
         );
@@ -234,18 +242,7 @@ impl HttpClient {
     }
 
     pub fn new(backoff: Duration) -> HttpClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .user_agent(crate::user_agent())
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .max_redirects(10)
-            // Credentials follow a redirect only to the same host over https (a registry's blob
-            // redirect to a CDN must not carry the registry token).
-            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .build()
-            .into();
+        let agent: ureq::Agent = agent_config(10, None).into();
         HttpClient { agent, backoff }
     }
 

@@ -2,7 +2,9 @@
 //! entry, `sha_url`, the `/images` registry proxy). Both come from
 //! [`bty_source::HttpClient::guarded`]: at most 5 redirects, http(s) only, never a link-local or
 //! cloud-metadata address. The operator can still point bty-web at any host on its LAN — that
-//! is by design, and the trust model in the README says so.
+//! is by design, and the trust model in the README says so. Which sources may be fetched at
+//! all (http(s) and oras://, never a local path — a deliberate break from upstream 0.47, whose
+//! import read any path on the server) is `bty_source::catalog::fetchable`.
 
 use std::time::Duration;
 
@@ -20,11 +22,4 @@ pub fn operator() -> HttpClient {
 /// out).
 pub fn proxy() -> HttpClient {
     HttpClient::guarded(None)
-}
-
-/// Whether `url` is an http(s):// or oras:// URL fit to fetch (no whitespace or control
-/// characters): the only sources bty-web reads. Local paths are refused — a deliberate break
-/// from upstream 0.47, whose import read any path on the server.
-pub fn published(url: &str) -> bool {
-    bty_source::catalog::is_published(url) && bty_source::catalog::url_is_clean(url)
 }

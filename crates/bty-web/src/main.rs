@@ -64,11 +64,17 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(&files, &env)?)
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Create the state folder, private to bty-web (it holds the password hash, the sessions and
+/// the session key).
+fn state_folder(cfg: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
-    // The state (password hash, sessions, the session key) is for bty-web alone.
     db::set_mode(&cfg.state_dir, 0o700);
+    Ok(())
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    state_folder(&cfg)?;
     std::fs::create_dir_all(&cfg.boot_dir)
         .with_context(|| format!("creating the boot folder {}", cfg.boot_dir.display()))?;
     let db = db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
@@ -146,9 +152,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let run = async {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .with_context(|| format!("creating the state folder {}", cfg.state_dir.display()))?;
-        db::set_mode(&cfg.state_dir, 0o700);
+        state_folder(&cfg)?;
         let db =
             db::Db::open(&cfg.state_dir.join("state.db")).context("opening the state database")?;
         f(db).await

@@ -1,6 +1,6 @@
 //! The built-in TFTP server (`[tftp] enabled`): read-only RFC 1350 with option negotiation
-//! (RFC 2347 blksize, tsize, timeout; RFC 7440 windowsize) from async-tftp, concurrent
-//! transfers, for the iPXE binaries legacy PXE firmware loads (`undionly.kpxe`, `ipxe.efi`).
+//! (RFC 2347 blksize, tsize; RFC 7440 windowsize; RFC 2349 timeout declined) from async-tftp,
+//! concurrent transfers, for the iPXE binaries legacy PXE firmware loads (`undionly.kpxe`, `ipxe.efi`).
 //! Names are confined to the root: `..` is refused, and so is any name whose real path (after
 //! symlinks) leaves it; only regular files with a single link are served. Missing files get a
 //! "file not found" error packet.

@@ -262,16 +262,25 @@ fn a_file_under_a_loop_device_or_a_lock_is_refused() {
     // A file another process holds a lock on (as QEMU does on its images).
     let target = dir.path().join("vm.img");
     write(&target, &random_bytes(4 * MIB, 5));
-    let mut holder = std::process::Command::new("flock")
-        .arg("--no-fork")
-        .arg(&target)
-        .args(["sleep", "30"])
-        .spawn()
-        .unwrap();
+    /// The lock holder, stopped however the test ends.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let holder = Holder(
+        std::process::Command::new("flock")
+            .arg("--no-fork")
+            .arg(&target)
+            .args(["sleep", "30"])
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let run = flash_yes(&src, &target, &[]);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("locked by pid"), "{}", run.stderr);
 }

@@ -1,5 +1,5 @@
-//! The audit log: recording events (inside the caller's write) and querying them with
-//! upstream's filters and `before_id` paging, newest first.
+//! The audit log: recording events (inside the caller's write; repeats folded where asked)
+//! and querying them with upstream's filters and `before_id` paging, newest first.
 
 use bty_proto::event::Event;
 use rusqlite::OptionalExtension;
@@ -35,6 +35,46 @@ pub fn record(c: &Connection, e: &NewEvent) -> rusqlite::Result<i64> {
         ],
     )?;
     Ok(c.last_insert_rowid())
+}
+
+/// Record `e`, or fold it into the subject's latest event when that one is the same (kind,
+/// address and summary) and recent: its time moves forward and `details.repeats` counts the
+/// contacts it stands for. A machine that PXE-boots in a loop costs one row, not one a boot.
+pub fn record_folded(c: &Connection, e: &NewEvent) -> rusqlite::Result<()> {
+    const FOLD_WITHIN_SECS: i64 = 3600;
+    let last: Option<(i64, String, Option<String>, String, String)> = c
+        .prepare_cached(
+            "SELECT id, kind, source_ip, summary, ts FROM events
+             WHERE subject_kind = ?1 AND subject_id = ?2 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(rusqlite::params![e.subject_kind, e.subject_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    if let Some((id, kind, ip, summary, ts)) = last
+        && kind == e.kind
+        && ip == e.source_ip
+        && summary == e.summary
+        // Timestamps share one fixed-width UTC format, so they compare as text.
+        && ts >= super::timestamp(
+            time::OffsetDateTime::now_utc() - time::Duration::seconds(FOLD_WITHIN_SECS),
+        )
+    {
+        c.prepare_cached(
+            "UPDATE events SET ts = ?2,
+                 details = json_set(COALESCE(?3, details, '{}'), '$.repeats',
+                     COALESCE(json_extract(details, '$.repeats'), 1) + 1)
+             WHERE id = ?1",
+        )?
+        .execute(rusqlite::params![
+            id,
+            super::now(),
+            e.details.as_ref().map(|d| d.to_string())
+        ])?;
+        return Ok(());
+    }
+    record(c, e)?;
+    Ok(())
 }
 
 /// `GET /events` filters.

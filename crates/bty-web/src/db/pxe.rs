@@ -110,46 +110,6 @@ pub fn contact(
     Ok(Some((new, s)))
 }
 
-/// Record `e`, or fold it into the subject's latest event when that one is the same (kind,
-/// address and summary) and recent: its time moves forward and `details.repeats` counts the
-/// contacts it stands for. A machine that PXE-boots in a loop costs one row, not one a boot.
-pub fn record_folded(c: &Connection, e: &NewEvent) -> rusqlite::Result<()> {
-    const FOLD_WITHIN_SECS: i64 = 3600;
-    let last: Option<(i64, String, Option<String>, String, String)> = c
-        .prepare_cached(
-            "SELECT id, kind, source_ip, summary, ts FROM events
-             WHERE subject_kind = ?1 AND subject_id = ?2 ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row(rusqlite::params![e.subject_kind, e.subject_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
-    if let Some((id, kind, ip, summary, ts)) = last
-        && kind == e.kind
-        && ip == e.source_ip
-        && summary == e.summary
-        // Timestamps share one fixed-width UTC format, so they compare as text.
-        && ts >= super::timestamp(
-            time::OffsetDateTime::now_utc() - time::Duration::seconds(FOLD_WITHIN_SECS),
-        )
-    {
-        c.prepare_cached(
-            "UPDATE events SET ts = ?2,
-                 details = json_set(COALESCE(?3, details, '{}'), '$.repeats',
-                     COALESCE(json_extract(details, '$.repeats'), 1) + 1)
-             WHERE id = ?1",
-        )?
-        .execute(rusqlite::params![
-            id,
-            super::now(),
-            e.details.as_ref().map(|d| d.to_string())
-        ])?;
-        return Ok(());
-    }
-    events::record(c, e)?;
-    Ok(())
-}
-
 /// Record an offer (and end the cycle when the offer says so).
 pub fn offered(
     c: &Connection,
@@ -166,7 +126,7 @@ pub fn offered(
         .execute([mac])?;
     }
     let summary = format!("{mac}: {}", details["offer_kind"].as_str().unwrap_or(kind));
-    record_folded(c, &pxe_event(kind, mac, ip, summary, details))
+    events::record_folded(c, &pxe_event(kind, mac, ip, summary, details))
 }
 
 /// What an arming attempt did.
@@ -176,9 +136,9 @@ pub enum Armed {
     New,
     /// Nothing to do: not a cycling mode, unknown machine, or already armed from this address.
     Nothing,
-    /// Already armed from another address in this cycle: recorded and warned about; `moved`
-    /// says whether this address now counts as the arming one (the latest wins unless strict).
-    Conflict { armed_ip: String, moved: bool },
+    /// Already armed from another address in this cycle: recorded and warned about (this
+    /// address now counts as the arming one, unless strict).
+    Conflict,
 }
 
 /// The flasher's kernel or initrd was fetched for `mac` from `ip`: arm a new cycle if the
@@ -220,7 +180,7 @@ pub fn arm(
         )?;
         return Ok(Armed::New);
     }
-    match arming(c, mac)? {
+    match arming(c, mac)?.flatten() {
         Some((armed_ip, cycle)) if armed_ip != ip => {
             let why = format!("cycle {cycle} was armed from {armed_ip}, and armed again from {ip}");
             suspect(c, mac, ip, "arm", &armed_ip, &why)?;
@@ -228,26 +188,22 @@ pub fn arm(
                 c.prepare_cached("UPDATE machines SET armed_ip = ?2 WHERE mac = ?1")?
                     .execute([mac, ip])?;
             }
-            Ok(Armed::Conflict {
-                armed_ip,
-                moved: !strict,
-            })
+            Ok(Armed::Conflict)
         }
         _ => Ok(Armed::Nothing),
     }
 }
 
-/// The address that armed the machine's current cycle and the cycle's number, when a cycle is
-/// armed (and was armed since addresses are kept).
-fn arming(c: &Connection, mac: &str) -> rusqlite::Result<Option<(String, i64)>> {
-    let row: Option<(i64, Option<String>, i64)> = c
-        .prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
-        .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    Ok(match row {
-        Some((1, Some(ip), cycle)) => Some((ip, cycle)),
-        _ => None,
-    })
+/// `None`: unknown machine. `Some(Some((ip, cycle)))`: the address that armed the machine's
+/// current cycle, and the cycle's number. `Some(None)`: no cycle armed (or armed before
+/// addresses were kept).
+pub fn arming(c: &Connection, mac: &str) -> rusqlite::Result<Option<Option<(String, i64)>>> {
+    c.prepare_cached("SELECT saw_flasher_boot, armed_ip, cycle FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| {
+            let (armed, ip, cycle): (i64, Option<String>, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(ip.filter(|_| armed == 1).map(|ip| (ip, cycle)))
+        })
+        .optional()
 }
 
 /// Record a report or arming from an unexpected address: one `pxe.report.suspect` event and
@@ -291,7 +247,7 @@ pub fn vet_report(
     ip: &str,
     signal: &str,
 ) -> rusqlite::Result<Option<String>> {
-    match arming(c, mac)? {
+    match arming(c, mac)?.flatten() {
         Some((armed_ip, cycle)) if armed_ip != ip => {
             let why =
                 format!("{signal} reported from {ip}, but cycle {cycle} was armed from {armed_ip}");
@@ -413,18 +369,6 @@ pub fn inventory(c: &Connection, mac: &str, ip: &str, inv: &Inventory) -> rusqli
         ),
     )?;
     Ok(true)
-}
-
-/// `None`: unknown machine; `Some(Some(ip))`: the address that armed its current cycle;
-/// `Some(None)`: no cycle armed (or armed before addresses were kept).
-pub fn armed_ip(c: &Connection, mac: &str) -> rusqlite::Result<Option<Option<String>>> {
-    c.prepare_cached("SELECT saw_flasher_boot, armed_ip FROM machines WHERE mac = ?1")?
-        .query_row([mac], |r| {
-            let armed: i64 = r.get(0)?;
-            let ip: Option<String> = r.get(1)?;
-            Ok(if armed == 1 { ip } else { None })
-        })
-        .optional()
 }
 
 /// `POST /pxe/{mac}/failed`: the cycle ends without a completion, so the next contact offers

@@ -73,14 +73,14 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
     let url = add.image_url.trim();
     let lower = url.to_ascii_lowercase();
     let oras = lower.starts_with("oras://");
-    if !crate::fetch::published(url) {
+    if !bty_source::catalog::fetchable(url) {
         return Err(ApiError::invalid(
             "image_url",
             "must be an http(s):// or oras:// URL without spaces or control characters",
         ));
     }
     if let Some(u) = &add.sha_url
-        && (!crate::fetch::published(u) || u.to_ascii_lowercase().starts_with("oras://"))
+        && (!bty_source::catalog::fetchable(u) || u.to_ascii_lowercase().starts_with("oras://"))
     {
         return Err(ApiError::invalid(
             "sha_url",
@@ -325,7 +325,7 @@ pub async fn import(
     let Some(source) = q.get("source").cloned() else {
         return Err(ApiError::invalid("source", "field required"));
     };
-    if !crate::fetch::published(&source) {
+    if !bty_source::catalog::fetchable(&source) {
         return Err(ApiError::invalid(
             "source",
             "must be an http(s):// or oras:// URL; bty-web reads no local paths",

@@ -225,36 +225,54 @@ pub async fn inventory(
     let disks_text = serde_json::Value::Array(disks).to_string();
     let serials: Vec<String> = post.disks.iter().filter_map(|d| d.serial.clone()).collect();
     let ip = ip.to_string();
-    let m = mac.clone();
+    let stored = move |c: &rusqlite::Connection, m: &str, ip: &str| {
+        let inv = state::Inventory {
+            disks: &disks_text,
+            serials,
+            lshw: lshw.as_deref(),
+            lshw_dropped,
+        };
+        state::inventory(c, m, ip, &inv)
+    };
+    vetted(&s, &mac, ip, "inventory", stored).await?;
+    s.changed(&mac, false).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Record a report (`signal`) for `mac` from `ip` with `record`, in one write after vetting
+/// its address (a report from elsewhere than the arming address is recorded as suspect, and
+/// refused under `[pxe] strict_reports`); 404 when `record` finds no such machine.
+async fn vetted<F>(
+    s: &AppState,
+    mac: &str,
+    ip: String,
+    signal: &'static str,
+    record: F,
+) -> Result<(), ApiError>
+where
+    F: FnOnce(&rusqlite::Connection, &str, &str) -> rusqlite::Result<bool> + Send + 'static,
+{
+    let m = mac.to_string();
     let strict = s.cfg.strict_reports;
     let outcome =
         s.db.write(move |c| {
-            if let Some(why) = state::vet_report(c, &m, &ip, "inventory")?
+            if let Some(why) = state::vet_report(c, &m, &ip, signal)?
                 && strict
             {
                 return Ok(Err(why));
             }
-            let stored = state::Inventory {
-                disks: &disks_text,
-                serials,
-                lshw: lshw.as_deref(),
-                lshw_dropped,
-            };
-            Ok(Ok(state::inventory(c, &m, &ip, &stored)?))
+            Ok(Ok(record(c, &m, &ip)?))
         })
         .await?;
     match outcome {
         Err(why) => Err(refused_report(&why)),
         Ok(false) => Err(ApiError::not_found(format!("no machine record for {mac}"))),
-        Ok(true) => {
-            s.changed(&mac, false).await;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        Ok(true) => Ok(()),
     }
 }
 
-/// A report that ends a flash (`done`, `failed`): vet its address, record it, drop the
-/// progress, count it.
+/// A report that ends a flash (`done`, `failed`): vet and record it, drop the progress, count
+/// it.
 async fn end_of_flash<F>(
     s: &AppState,
     mac: String,
@@ -264,25 +282,9 @@ async fn end_of_flash<F>(
     counter: &std::sync::atomic::AtomicU64,
 ) -> Result<StatusCode, ApiError>
 where
-    F: FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<bool> + Send + 'static,
+    F: FnOnce(&rusqlite::Connection, &str, &str) -> rusqlite::Result<bool> + Send + 'static,
 {
-    let m = mac.clone();
-    let strict = s.cfg.strict_reports;
-    let outcome =
-        s.db.write(move |c| {
-            if let Some(why) = state::vet_report(c, &m, &ip, signal)?
-                && strict
-            {
-                return Ok(Err(why));
-            }
-            Ok(Ok(record(c, &m)?))
-        })
-        .await?;
-    match outcome {
-        Err(why) => return Err(refused_report(&why)),
-        Ok(false) => return Err(ApiError::not_found(format!("no machine record for {mac}"))),
-        Ok(true) => {}
-    }
+    vetted(s, &mac, ip, signal, record).await?;
     s.clear_progress(&mac);
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     s.changed(&mac, false).await;
@@ -296,9 +298,7 @@ pub async fn done(
 ) -> Result<StatusCode, ApiError> {
     let mac = parse_mac(&raw)?.to_string();
     let ip = ip.to_string();
-    let at = ip.clone();
-    let record = move |c: &rusqlite::Connection, m: &str| state::done(c, m, &at);
-    end_of_flash(&s, mac, ip, "done", record, &s.metrics.flashes_done).await
+    end_of_flash(&s, mac, ip, "done", state::done, &s.metrics.flashes_done).await
 }
 
 pub async fn failed(
@@ -312,9 +312,8 @@ pub async fn failed(
     let cut = |v: Option<String>| v.map(|s| s.chars().take(1024).collect::<String>());
     let (stage, reason) = (cut(f.stage), cut(f.reason));
     let ip = ip.to_string();
-    let at = ip.clone();
-    let record = move |c: &rusqlite::Connection, m: &str| {
-        state::failed(c, m, &at, stage.as_deref(), reason.as_deref())
+    let record = move |c: &rusqlite::Connection, m: &str, ip: &str| {
+        state::failed(c, m, ip, stage.as_deref(), reason.as_deref())
     };
     end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
 }
@@ -330,11 +329,11 @@ pub async fn progress(
     p.stage = p.stage.map(|s| s.chars().take(64).collect());
     p.at = Some(crate::db::now());
     let m = mac.clone();
-    let Some(armed_ip) = s.db.read(move |c| state::armed_ip(c, &m)).await? else {
+    let Some(arming) = s.db.read(move |c| state::arming(c, &m)).await? else {
         return Err(ApiError::not_found(format!("no machine record for {mac}")));
     };
     let ip = ip.to_string();
-    if armed_ip.as_ref().is_some_and(|a| *a != ip) {
+    if arming.is_some_and(|(armed_ip, _)| armed_ip != ip) {
         // Recorded once per distinct warning; refused under strict_reports.
         let (m, i) = (mac.clone(), ip.clone());
         let why =
@@ -356,12 +355,7 @@ pub async fn progress(
         if let Some((_, last)) = map.get(&mac)
             && last.elapsed() < PROGRESS_INTERVAL
         {
-            let mut res =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "progress reported too often")
-                    .into_response();
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Ok(res);
+            return Ok(too_many("progress reported too often", 1));
         }
         map.insert(mac.clone(), (p, Instant::now()));
     }

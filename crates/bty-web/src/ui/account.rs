@@ -2,7 +2,6 @@
 //! every other browser; sign out.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -15,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
+use crate::guard::ClientIp;
 use crate::guard::Session;
 
 const MIN_PASSWORD: usize = 8;
@@ -67,6 +67,7 @@ fn check_new(new: &str, confirm: Option<&str>) -> FieldErrors {
 pub async fn change_password(
     State(s): State<AppState>,
     Operator { session, ip }: Operator,
+    ClientIp(addr): ClientIp,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let current = form.get("current").map(String::as_str).unwrap_or("");
@@ -85,9 +86,6 @@ pub async fn change_password(
         )
         .await;
     }
-    let addr: IpAddr = ip
-        .parse()
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     match password_check(&s, addr, current).await {
         Verdict::Right => {}
         Verdict::Wrong => {

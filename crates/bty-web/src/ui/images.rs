@@ -186,7 +186,7 @@ pub async fn import_url(
         errors: FieldErrors::from([("source".to_string(), msg)]),
         ..Default::default()
     };
-    if !crate::fetch::published(&source) {
+    if !bty_source::catalog::fetchable(&source) {
         let v = fail(
             "Give the catalog's http(s):// or oras:// URL.".into(),
             source,

@@ -31,6 +31,10 @@ pub struct Changed {
 }
 
 impl Changed {
+    fn is_empty(&self) -> bool {
+        !self.all && self.macs.is_empty()
+    }
+
     fn note(&mut self, msg: &str) {
         match mac_of(msg) {
             Some(m) => {
@@ -67,34 +71,26 @@ where
         move |(mut rx, last, s, render, relevant)| async move {
             let mut changed = Changed::default();
             if let Some(last) = last {
-                // Wait for a change that matters…
+                // Wait for a change that matters, then gather what else changes until the next
+                // render is due.
+                let due = tokio::time::Instant::from_std(last + MIN_RENDER_INTERVAL);
                 loop {
-                    match rx.recv().await {
-                        Ok(msg) if !relevant(&msg) => continue,
-                        Ok(msg) => {
-                            changed.note(&msg);
-                            break;
+                    let r = if changed.is_empty() {
+                        rx.recv().await
+                    } else {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(due) => break,
+                            r = rx.recv() => r,
                         }
-                        Err(RecvError::Lagged(_)) => {
-                            changed.all = true;
-                            break;
-                        }
+                    };
+                    match r {
+                        Ok(msg) if relevant(&msg) => changed.note(&msg),
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => changed.all = true,
                         Err(RecvError::Closed) => return None,
                     }
                 }
-                // …then gather what else changes until the next render is due.
-                let due = tokio::time::Instant::from_std(last + MIN_RENDER_INTERVAL);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(due) => break,
-                        r = rx.recv() => match r {
-                            Ok(msg) if relevant(&msg) => changed.note(&msg),
-                            Ok(_) => {}
-                            Err(RecvError::Lagged(_)) => changed.all = true,
-                            Err(RecvError::Closed) => return None,
-                        },
-                    }
-                }
+                // Whatever is queued now is covered by this render too.
                 while let Ok(msg) = rx.try_recv() {
                     if relevant(&msg) {
                         changed.note(&msg);

@@ -1,8 +1,9 @@
 //! One flash, start to finish: checks that need no write (same file, size fits), then three
 //! threads joined by bounded queues of aligned buffers — decode (a [`Producer`]: source →
 //! digest tap → decoders, or the qcow2 reader), hash (the image's tree digest) and write (the
-//! caller's thread) — then the source digest check, the held-back first MiB, flushes, optional
-//! read-back, and on any failure after the first write, the wipe.
+//! caller's thread) — then the source digest check, the held-back ends, flushes, optional
+//! read-back, and on any failure after the first write, the wipe. The first write clears the
+//! layout the target held (see [`crate::disarm`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::buffer::AlignedBuf;
 use crate::cancel::CancelToken;
 use crate::digest::Sha256Digest;
+use crate::disarm::disarm;
 use crate::error::{FlashError, FlashFailure, ImageError};
 use crate::inspect::ImageInfo;
 use crate::produce::{Produced, Producer, open_producer};
@@ -189,7 +191,6 @@ pub fn flash(
     cancel: &CancelToken,
 ) -> Result<FlashReport, FlashError> {
     let mut meter = ProgressMeter::new(sink, source.size(), info.output_size);
-    meter.stage(Stage::Preparing);
     let fail = |failure: FlashFailure| {
         let write_began = target.modified();
         let wipe = write_began.then(|| target.wipe().map_err(|e| e.to_string()));
@@ -207,6 +208,18 @@ pub fn flash(
     if cancel.is_cancelled() {
         return Err(fail(FlashFailure::Cancelled));
     }
+    // The first write, after every refusal: the old layout goes, flushed, before any progress
+    // is reported — whoever sees the flash under way may cut the power.
+    let disarmed = disarm(target).map_err(|e| {
+        fail(FlashFailure::Io {
+            what: format!("clearing the old partition tables of {}", target.path().display()),
+            source: e,
+        })
+    })?;
+    if let Some(at) = disarmed.alternate_at {
+        tracing::debug!("cleared the old backup GPT header at byte {at}");
+    }
+    meter.stage(Stage::Preparing);
 
     let block = tree::BLOCK as usize;
     let buffer_size = opts.buffer_size.max(block).div_ceil(block) * block;

@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod cancel;
 pub mod decode;
 pub mod digest;
+pub mod disarm;
 pub mod error;
 pub mod flash;
 pub mod format;
@@ -28,6 +29,7 @@ pub mod source;
 pub mod target;
 pub mod tree;
 pub mod verify;
+mod emit;
 pub mod writer;
 pub mod zeroscan;
 

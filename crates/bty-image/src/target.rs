@@ -416,12 +416,26 @@ impl Target {
         if self.kind != TargetKind::File {
             return Ok(());
         }
+        // Growing only keeps what the file held before, not a block rounded up past it.
+        let len = if grow_only {
+            len.max(self.original_len)
+        } else {
+            len
+        };
         let cur = self.file.metadata()?.len();
-        if cur != len && !(grow_only && cur > len) {
+        if cur != len {
             self.mark_modified();
             self.file.set_len(len)?;
         }
         Ok(())
+    }
+
+    /// The target's length now: the device size, or the file's current length.
+    pub fn len_now(&self) -> io::Result<u64> {
+        match self.kind {
+            TargetKind::BlockDevice => Ok(self.capacity.unwrap_or(0)),
+            TargetKind::File => Ok(self.file.metadata()?.len()),
+        }
     }
 
     /// Flush written data to stable storage.
@@ -432,10 +446,7 @@ impl Target {
     /// Zero the first and last MiB (primary and backup partition tables) and flush, so the
     /// target cannot boot a partial image.
     pub fn wipe(&self) -> io::Result<()> {
-        let len = match self.kind {
-            TargetKind::BlockDevice => self.capacity.unwrap_or(0),
-            TargetKind::File => self.file.metadata()?.len(),
-        };
+        let len = self.len_now()?;
         let head = len.min(MIB);
         self.write_zeros(0, head)?;
         if len > head {

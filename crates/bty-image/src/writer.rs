@@ -1,68 +1,43 @@
-//! The zero-aware, fail-safe writer. It receives the decoded image in order, holds the first
-//! MiB back, splits the rest into zero and data runs on granule boundaries, writes data runs,
-//! turns zero runs into the target's cheapest way of reading as zero (or leaves them, with
-//! `--zeroes=skip`), and on `finish` flushes everything, then writes the held-back first MiB,
-//! then flushes again — so a target is never left with a valid partition table in front of a
-//! partial image.
-
-use std::io;
-
-use serde::Serialize;
+//! The fail-safe writer. It receives the decoded image in order and holds back both ends: the
+//! first MiB (protective MBR, primary GPT) and, through a 1 MiB delay ring, the newest MiB —
+//! which, when the stream ends, is the image's last MiB (a same-size GPT image's backup header
+//! sits there). Everything between goes out as it arrives through the zero-aware [`Emitter`].
+//! `finish` orders the rest so that a power cut at any instant leaves no bootable layout in
+//! front of a partial image: data → flush → last MiB → flush → first MiB but LBA 0 → flush →
+//! LBA 0 → flush.
 
 use crate::MIB;
 use crate::buffer::AlignedBuf;
+use crate::emit::{Emitter, io_fail};
 use crate::error::FlashFailure;
 use crate::target::{Target, TargetKind, ZeroMode};
-use crate::tree::LEAF;
-use crate::zeroscan::{ZeroMap, runs};
+use crate::zeroscan::ZeroMap;
+
+pub use crate::emit::WriteStats;
 
 /// How many bytes of the image start are written last.
 pub const HOLD_BACK: u64 = MIB;
-
-/// Where the writer's bytes went.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct WriteStats {
-    /// Bytes written as data.
-    pub data_bytes: u64,
-    /// Zero bytes made to read as zero without writing them (zero-out, holes).
-    pub zeroed_bytes: u64,
-    /// Zero bytes left untouched (`--zeroes=skip`).
-    pub skipped_bytes: u64,
-}
+/// How many of the image's newest bytes are held until the stream ends.
+pub const HOLD_TAIL: u64 = MIB;
 
 pub struct Writer<'t> {
-    target: &'t Target,
-    mode: ZeroMode,
-    granule: usize,
-    hold: AlignedBuf,
+    out: Emitter<'t>,
+    head: AlignedBuf,
+    /// Image bytes `[tail_start, offset)`, not yet written; never more than [`HOLD_TAIL`].
+    tail: AlignedBuf,
+    tail_start: u64,
     /// Next image offset expected.
     offset: u64,
-    pending_zero: Option<(u64, u64)>,
-    stats: WriteStats,
-    skipped: Option<ZeroMap>,
-}
-
-fn io_fail(what: &str, target: &Target, e: io::Error) -> FlashFailure {
-    FlashFailure::Io {
-        what: format!("{what} {}", target.path().display()),
-        source: e,
-    }
 }
 
 impl<'t> Writer<'t> {
     pub fn new(target: &'t Target, mode: ZeroMode) -> Writer<'t> {
-        // Zero runs are found per digest leaf (64 KiB), a multiple of any logical block size.
-        let lbs = target.logical_block_size().max(512) as usize;
-        let granule = (LEAF as usize).div_ceil(lbs) * lbs;
         Writer {
-            target,
-            mode,
-            granule,
-            hold: AlignedBuf::new(HOLD_BACK as usize),
+            out: Emitter::new(target, mode),
+            head: AlignedBuf::new(HOLD_BACK as usize),
+            tail: AlignedBuf::new(HOLD_TAIL as usize),
+            tail_start: HOLD_BACK,
             offset: 0,
-            pending_zero: None,
-            stats: WriteStats::default(),
-            skipped: (mode == ZeroMode::Skip).then(ZeroMap::new),
         }
     }
 
@@ -72,138 +47,204 @@ impl<'t> Writer<'t> {
     }
 
     pub fn stats(&self) -> WriteStats {
-        self.stats
+        self.out.stats
     }
 
     /// Granules left untouched in skip mode.
     pub fn skipped_map(&self) -> Option<&ZeroMap> {
-        self.skipped.as_ref()
+        self.out.skipped.as_ref()
+    }
+
+    fn check_room(&self, n: u64) -> Result<(), FlashFailure> {
+        match self.out.target.capacity() {
+            Some(cap) if self.offset + n > cap => Err(FlashFailure::RanPastEnd { target: cap }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Take up to the rest of the first MiB from the front of `n` incoming bytes; how many.
+    fn take_head(&mut self, n: u64) -> u64 {
+        if self.offset >= HOLD_BACK {
+            return 0;
+        }
+        let take = (HOLD_BACK - self.offset).min(n);
+        self.head.set_len((self.offset + take) as usize);
+        take
+    }
+
+    /// Before `n` more bytes join the ring at `self.offset`: write out what of the ring falls
+    /// behind the window, and say how many of the incoming bytes fall behind it too.
+    fn make_room(&mut self, n: u64) -> Result<u64, FlashFailure> {
+        let end = self.offset + n;
+        let window = end.saturating_sub(HOLD_TAIL).max(HOLD_BACK);
+        let from_ring = window.min(self.offset) - self.tail_start;
+        if from_ring > 0 {
+            let k = from_ring as usize;
+            self.out.data(&self.tail.as_slice()[..k], self.tail_start)?;
+            let len = self.tail.len();
+            self.tail.as_full_mut().copy_within(k..len, 0);
+            self.tail.set_len(len - k);
+            self.tail_start += from_ring;
+        }
+        Ok(window.saturating_sub(self.offset))
     }
 
     /// Accept the next `data` of the image.
     pub fn push(&mut self, mut data: &[u8]) -> Result<(), FlashFailure> {
-        if let Some(cap) = self.target.capacity()
-            && self.offset + data.len() as u64 > cap
-        {
-            return Err(FlashFailure::RanPastEnd { target: cap });
-        }
-        if self.offset < HOLD_BACK {
-            let take = ((HOLD_BACK - self.offset) as usize).min(data.len());
+        self.check_room(data.len() as u64)?;
+        let take = self.take_head(data.len() as u64) as usize;
+        if take > 0 {
             let at = self.offset as usize;
-            self.hold.set_len(at + take);
-            self.hold.as_mut_slice()[at..at + take].copy_from_slice(&data[..take]);
+            self.head.as_mut_slice()[at..at + take].copy_from_slice(&data[..take]);
             self.offset += take as u64;
             data = &data[take..];
-            if data.is_empty() {
-                return Ok(());
-            }
         }
-        let base = self.offset;
-        self.offset += data.len() as u64;
-        if self.mode == ZeroMode::Write {
-            self.stats.data_bytes += data.len() as u64;
-            return self
-                .target
-                .write_at(data, base)
-                .map_err(|e| io_fail("writing", self.target, e));
+        if data.is_empty() {
+            return Ok(());
         }
-        for run in runs(data, base, self.granule) {
-            let (s, e) = (base + run.start as u64, base + run.end as u64);
-            if run.zero {
-                match self.pending_zero {
-                    Some((ps, pe)) if pe == s => self.pending_zero = Some((ps, e)),
-                    _ => {
-                        self.flush_zero()?;
-                        self.pending_zero = Some((s, e));
-                    }
-                }
-            } else {
-                self.flush_zero()?;
-                self.stats.data_bytes += e - s;
-                self.target
-                    .write_at(&data[run.start..run.end], s)
-                    .map_err(|err| io_fail("writing", self.target, err))?;
-            }
-        }
+        let direct = self.make_room(data.len() as u64)? as usize;
+        self.out.data(&data[..direct], self.offset)?;
+        self.offset += direct as u64;
+        // Bytes written straight through drained the ring: it restarts behind them.
+        self.tail_start = self.offset - self.tail.len() as u64;
+        let rest = &data[direct..];
+        let at = self.tail.len();
+        self.tail.set_len(at + rest.len());
+        self.tail.as_mut_slice()[at..].copy_from_slice(rest);
+        self.offset += rest.len() as u64;
         Ok(())
     }
 
     /// Accept `n` zero bytes known from metadata (e.g. unallocated qcow2 clusters).
     pub fn push_zeros(&mut self, mut n: u64) -> Result<(), FlashFailure> {
-        if let Some(cap) = self.target.capacity()
-            && self.offset + n > cap
-        {
-            return Err(FlashFailure::RanPastEnd { target: cap });
-        }
-        if self.offset < HOLD_BACK {
-            let take = (HOLD_BACK - self.offset).min(n);
+        self.check_room(n)?;
+        let take = self.take_head(n);
+        if take > 0 {
             let at = self.offset as usize;
-            self.hold.set_len(at + take as usize);
-            self.hold.as_mut_slice()[at..].fill(0);
+            self.head.as_mut_slice()[at..].fill(0);
             self.offset += take;
             n -= take;
         }
         if n == 0 {
             return Ok(());
         }
-        let (s, e) = (self.offset, self.offset + n);
-        self.offset = e;
-        if self.mode == ZeroMode::Write {
-            self.stats.data_bytes += n;
-            return self
-                .target
-                .write_zeros(s, n)
-                .map_err(|err| io_fail("writing", self.target, err));
-        }
-        match self.pending_zero {
-            Some((ps, pe)) if pe == s => self.pending_zero = Some((ps, e)),
-            _ => {
-                self.flush_zero()?;
-                self.pending_zero = Some((s, e));
-            }
-        }
+        let direct = self.make_room(n)?;
+        self.out.zeros(self.offset, direct)?;
+        self.offset += direct;
+        self.tail_start = self.offset - self.tail.len() as u64;
+        let rest = (n - direct) as usize;
+        let at = self.tail.len();
+        self.tail.set_len(at + rest);
+        self.tail.as_mut_slice()[at..].fill(0);
+        self.offset += rest as u64;
         Ok(())
     }
 
-    fn flush_zero(&mut self) -> Result<(), FlashFailure> {
-        let Some((s, e)) = self.pending_zero.take() else {
-            return Ok(());
-        };
-        match self.mode {
-            ZeroMode::Skip => {
-                self.stats.skipped_bytes += e - s;
-                if let Some(m) = self.skipped.as_mut() {
-                    m.mark(s, e);
-                }
-                Ok(())
-            }
-            _ => {
-                self.stats.zeroed_bytes += e - s;
-                self.target
-                    .zero_range(s, e - s)
-                    .map_err(|err| io_fail("zeroing", self.target, err))
-            }
-        }
-    }
-
-    /// After the last byte: settle zero runs and file length, flush, write the held-back start,
-    /// flush again. Returns the image length.
+    /// After the last byte: settle zero runs and the file length, flush, write the held-back
+    /// last MiB, flush, write the first MiB without LBA 0, flush, then LBA 0, flush. Returns
+    /// the image length.
     pub fn finish(&mut self) -> Result<u64, FlashFailure> {
-        self.flush_zero()?;
+        self.out.flush_zero()?;
         let len = self.offset;
-        let t = self.target;
+        let t = self.out.target;
+        let sync = |t: &Target| t.sync().map_err(|e| io_fail("flushing", t, e));
+        sync(t)?;
+        if !self.tail.is_empty() {
+            self.out.data(self.tail.as_slice(), self.tail_start)?;
+            self.out.flush_zero()?;
+        }
+        // After the last write past the end (an unaligned end is written as a whole block).
         if t.kind() == TargetKind::File {
-            t.set_file_len(len, self.mode == ZeroMode::Skip)
+            t.set_file_len(len, self.out.mode == ZeroMode::Skip)
                 .map_err(|e| io_fail("sizing", t, e))?;
         }
-        t.sync().map_err(|e| io_fail("flushing", t, e))?;
-        let head = self.hold.as_slice();
-        if !head.is_empty() {
-            t.write_at(head, 0)
+        sync(t)?;
+        let head = self.head.as_slice();
+        let lba = (t.logical_block_size().max(512) as usize).min(head.len());
+        if head.len() > lba {
+            t.write_at(&head[lba..], lba as u64)
                 .map_err(|e| io_fail("writing the first MiB of", t, e))?;
-            self.stats.data_bytes += head.len() as u64;
+            sync(t)?;
         }
-        t.sync().map_err(|e| io_fail("flushing", t, e))?;
+        if lba > 0 {
+            t.write_at(&head[..lba], 0)
+                .map_err(|e| io_fail("writing the first block of", t, e))?;
+        }
+        self.out.stats.data_bytes += head.len() as u64;
+        sync(t)?;
         Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Feed `image` in pieces of the given sizes (zeros for negative sizes), then finish, and
+    /// compare the target file with the image.
+    fn roundtrip(image_len: usize, pieces: &[i64], mode: ZeroMode) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.img");
+        let mut image = pattern(image_len, 7);
+        let target = Target::open(&path).unwrap();
+        let mut w = Writer::new(&target, mode);
+        let mut at = 0usize;
+        let mut i = 0;
+        while at < image_len {
+            let p = pieces[i % pieces.len()];
+            i += 1;
+            let n = (p.unsigned_abs() as usize).min(image_len - at);
+            if p < 0 {
+                image[at..at + n].fill(0);
+                w.push_zeros(n as u64).unwrap();
+            } else {
+                w.push(&image[at..at + n]).unwrap();
+            }
+            at += n;
+            assert!(w.tail.len() as u64 <= HOLD_TAIL);
+            assert_eq!(w.tail_start + w.tail.len() as u64, w.offset().max(HOLD_BACK));
+        }
+        // Before finish: neither end of the image is on the target.
+        let before = std::fs::read(&path).unwrap();
+        assert!(before.len() <= image_len);
+        if image_len > 2 * MIB as usize {
+            let cut = image_len - HOLD_TAIL as usize;
+            assert!(before.len() <= cut || before[cut..].iter().all(|&b| b == 0));
+            assert!(before.iter().take(HOLD_BACK as usize).all(|&b| b == 0));
+        }
+        assert_eq!(w.finish().unwrap(), image_len as u64);
+        drop(w);
+        let after = std::fs::read(&path).unwrap();
+        let first = after.iter().zip(&image).position(|(a, b)| a != b);
+        assert!(
+            after.len() == image.len() && first.is_none(),
+            "{pieces:?} {mode:?}: length {} of {}, first difference at {first:?}",
+            after.len(),
+            image.len()
+        );
+    }
+
+    #[test]
+    fn both_ends_are_held_and_everything_arrives() {
+        let m = MIB as i64;
+        for mode in [ZeroMode::Auto, ZeroMode::Write] {
+            roundtrip(6 * MIB as usize + 4321, &[4 * m], mode);
+            roundtrip(6 * MIB as usize + 4321, &[4096, 100_000, 3 * m + 17], mode);
+            roundtrip(9 * MIB as usize, &[m / 2, -(3 * m), 2 * m, -4096, 7], mode);
+            roundtrip(MIB as usize + 5000, &[3000], mode);
+            roundtrip(3 * MIB as usize / 2, &[-(m / 3), 65536], mode);
+        }
     }
 }

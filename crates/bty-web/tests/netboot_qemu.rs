@@ -2,7 +2,8 @@
 //! 127.0.0.1 through user-mode networking (`bootfile=http://10.0.2.2:PORT/pxe-bootstrap.ipxe`),
 //! runs our netboot environment (netboot/build.sh, with this build's `bty`), and the agent
 //! writes the bound image onto the virtio disk with serial BTYTEST. The first boot is stopped
-//! as soon as the server sees progress (a crash mid-write): the next boot must get the flasher
+//! as soon as the server sees progress (a power cut mid-write; the disk held an old bootable
+//! image, which a boot from the disk alone must then not find): the next boot must get the flasher
 //! again and finish; the boot after that must boot the disk, whose boot sector prints a marker.
 //! With OVMF, the flash and the local-disk script are checked. Serial logs are kept in the
 //! target folder for failures.
@@ -18,6 +19,8 @@ use common::Server;
 use serde_json::json;
 
 const MAC: &str = "52:54:00:12:34:56";
+/// What the disk's old image prints when it boots.
+const OLD_MARKER: &str = "BTY-OLD-IMAGE";
 /// A boot timeout: bounds a hang, does not measure speed.
 const BOOT: Duration = Duration::from_secs(240);
 
@@ -83,11 +86,17 @@ fn prepare() -> (PathBuf, PathBuf) {
 
 /// A 512-byte boot sector that prints BTY-BOOT-OK through the BIOS and halts.
 fn boot_sector() -> Vec<u8> {
+    marker_sector(b"BTY-BOOT-OK")
+}
+
+/// A 512-byte boot sector that prints `marker` through the BIOS and halts.
+fn marker_sector(marker: &[u8]) -> Vec<u8> {
     let mut s = vec![
         0x31, 0xC0, 0x8E, 0xD8, 0xBE, 0x15, 0x7C, 0xAC, 0x84, 0xC0, 0x74, 0x06, 0xB4, 0x0E, 0xCD,
         0x10, 0xEB, 0xF5, 0xF4, 0xEB, 0xFD,
     ];
-    s.extend_from_slice(b"BTY-BOOT-OK\r\n\0");
+    s.extend_from_slice(marker);
+    s.extend_from_slice(b"\r\n\0");
     s.resize(510, 0);
     s.extend_from_slice(&[0x55, 0xAA]);
     s
@@ -100,6 +109,17 @@ struct Vm {
 
 impl Vm {
     fn start(qemu: &Path, port: u16, disk: &Path, log: &Path, uefi: Option<&Path>) -> Vm {
+        Self::start_with(qemu, Some(port), disk, log, uefi)
+    }
+
+    /// `port: None` boots from the disk only: no NIC at all, so no PXE.
+    fn start_with(
+        qemu: &Path,
+        port: Option<u16>,
+        disk: &Path,
+        log: &Path,
+        uefi: Option<&Path>,
+    ) -> Vm {
         let _ = std::fs::remove_file(log);
         let mut cmd = Command::new(qemu);
         cmd.args([
@@ -112,14 +132,21 @@ impl Vm {
             "-machine",
             "graphics=off",
         ])
-        .args(["-no-reboot", "-monitor", "none"])
-        .arg("-netdev")
-        .arg(format!(
-            "user,id=n0,bootfile=http://10.0.2.2:{port}/pxe-bootstrap.ipxe"
-        ))
-        .arg("-device")
-        .arg(format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"))
-        .arg("-drive")
+        .args(["-no-reboot", "-monitor", "none"]);
+        match port {
+            Some(port) => {
+                cmd.arg("-netdev")
+                    .arg(format!(
+                        "user,id=n0,bootfile=http://10.0.2.2:{port}/pxe-bootstrap.ipxe"
+                    ))
+                    .arg("-device")
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"));
+            }
+            None => {
+                cmd.args(["-nic", "none"]);
+            }
+        }
+        cmd.arg("-drive")
         .arg(format!("file={},format=raw,if=none,id=t0", disk.display()))
         .args([
             "-device",
@@ -237,7 +264,8 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     let image = setup(&s, &netboot, 48 << 20);
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.raw");
-    std::fs::write(&disk, vec![0u8; 0]).unwrap();
+    // The disk holds an old, bootable image.
+    std::fs::write(&disk, marker_sector(OLD_MARKER.as_bytes())).unwrap();
     sh(
         Command::new("truncate").args(["-s", "128M"]).arg(&disk),
         "truncate",
@@ -245,12 +273,34 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     let mut admin = s.signed_in("bty-lab");
     let log = dir.path().join("serial.log");
 
-    // Boot 1: stopped when the server first sees progress.
+    // Boot 0, from the disk only: the old image boots (the marker check works).
+    let mut vm = Vm::start_with(&qemu, None, &disk, &log, None);
+    let booted = vm.wait(|v| v.serial().contains(OLD_MARKER));
+    keep_log(&vm, "bios-boot0.log");
+    assert!(booted, "the old image did not boot; serial:\n{}", vm.serial());
+    drop(vm);
+
+    // Boot 1: the power is cut at the first progress report the server sees.
     let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);
     let saw_progress =
         vm.wait(|_| admin.get(&format!("/machines/{MAC}")).json()["flash_progress"].is_object());
     keep_log(&vm, "bios-boot1.log");
     assert!(saw_progress, "no progress seen; serial:\n{}", vm.serial());
+    drop(vm);
+
+    // Then from the disk only: the torn disk must not boot the old image.
+    let mut vm = Vm::start_with(&qemu, None, &disk, &log, None);
+    let settled = vm.wait(|v| {
+        let t = v.serial();
+        t.contains(OLD_MARKER) || t.contains("not a bootable disk") || t.contains("No bootable device")
+    });
+    keep_log(&vm, "bios-boot1-disk-only.log");
+    assert!(settled, "the disk-only boot never ended; serial:\n{}", vm.serial());
+    assert!(
+        !vm.serial().contains(OLD_MARKER),
+        "the old image booted after a power cut mid-flash; serial:\n{}",
+        vm.serial()
+    );
     drop(vm);
 
     // Boot 2: the flasher again (never the half-written disk), which finishes.

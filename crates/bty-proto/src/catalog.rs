@@ -1,6 +1,6 @@
 //! Catalog API bodies: adding an entry (upstream's `image_url` / `sha_url` / `ref`, plus our
-//! optional `name`, `sha256`, `description`), the stored entry, `/images` rows and import
-//! results.
+//! optional `name`, `sha256`, `description`, `arch`), the stored entry, `/images` rows, import
+//! results, and which entries can be flashed at all.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,9 @@ pub struct CatalogEntryAdd {
     pub sha256: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Ours: the image's CPU architecture, when its name does not say.
+    #[serde(default)]
+    pub arch: Option<String>,
 }
 
 /// A catalog entry as stored and listed.
@@ -33,6 +36,34 @@ pub struct CatalogEntry {
     pub size_bytes: Option<u64>,
     pub description: Option<String>,
     pub added_at: String,
+    /// The CPU architecture the image is for: the catalog's `arch` (upstream 0.53), else a
+    /// guess from the file name; `None` when neither says.
+    #[serde(default)]
+    pub arch: Option<String>,
+}
+
+impl CatalogEntry {
+    /// Why this entry cannot be written to a disk, if it cannot (see [`unflashable`]).
+    pub fn unflashable(&self) -> Option<String> {
+        unflashable(self.format.as_deref())
+    }
+}
+
+/// Why an entry of this `format` cannot be written to a disk, if it cannot: nosi publishes a
+/// `format = "tar.gz"` netboot bundle (kernel, initrd) beside each disk image.
+pub fn unflashable(format: Option<&str>) -> Option<String> {
+    let f = format?.trim().to_ascii_lowercase();
+    let archive = f == "tar"
+        || f.starts_with("tar.")
+        || f == "tgz"
+        || f == "zip"
+        || f.ends_with("→ tar")
+        || f.contains("netboot-bundle");
+    archive.then(|| {
+        format!(
+            "format {f:?} is an archive (a netboot bundle), not a disk image: it cannot be flashed"
+        )
+    })
 }
 
 /// A row of `GET /images`.
@@ -45,7 +76,10 @@ pub struct ImageEntry {
     #[serde(rename = "ref")]
     pub image_ref: String,
     pub sha_short: Option<String>,
+    /// Always false until bty-web has an image cache (kept for upstream 0.47 clients).
     pub cached: bool,
+    #[serde(default)]
+    pub arch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,4 +95,20 @@ pub struct ImportResult {
     pub imported: u64,
     pub skipped: u64,
     pub errors: Vec<ImportError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_not_flashable() {
+        for f in ["tar.gz", "TAR.GZ", "tar", "tar.zst", "tgz", "gzip → tar"] {
+            assert!(unflashable(Some(f)).is_some(), "{f}");
+        }
+        for f in ["img.zst", "raw", "qcow2", "img.gz", "zstd → raw", "gzip"] {
+            assert!(unflashable(Some(f)).is_none(), "{f}");
+        }
+        assert!(unflashable(None).is_none());
+    }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a machine does when it PXE-boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum BootMode {
     /// Boot the local disk.
     #[default]
@@ -43,9 +43,32 @@ impl BootMode {
         BootMode::ALL.into_iter().find(|m| m.as_str() == s)
     }
 
+    /// Why `s` is not a mode: upstream 0.77's diskless mode gets its own answer.
+    pub fn refusal(s: &str) -> String {
+        if s == RAMBOOT {
+            "boot_mode \"ramboot\" (upstream 0.77's diskless boot over NBD) is not supported by this \
+             server yet: use bty-flash-once to write the image to the machine's disk and boot it, or \
+             bty-tui to choose at the machine"
+                .to_string()
+        } else {
+            let all: Vec<&str> = BootMode::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown boot_mode {s:?}; one of {}", all.join(", "))
+        }
+    }
+
     /// Modes that write a disk, and so need a target serial.
     pub fn flashes(self) -> bool {
         matches!(self, BootMode::BtyFlashAlways | BootMode::BtyFlashOnce)
+    }
+}
+
+/// Upstream 0.77's diskless boot mode, which this server refuses with a reason.
+pub const RAMBOOT: &str = "ramboot";
+
+impl TryFrom<String> for BootMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<BootMode, String> {
+        BootMode::parse(&s).ok_or_else(|| BootMode::refusal(&s))
     }
 }
 
@@ -240,12 +263,16 @@ pub struct Machine {
     /// When the last flash attempt reported a failure (cleared in effect by a later flash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_at: Option<String>,
+    /// The CPU architecture its last inventory reported (ours; unknown for upstream agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
-/// What the agent reports while it writes (`POST /pxe/{mac}/progress`).
+/// What the agent reports while it writes (`POST /pxe/{mac}/progress`). Unknown fields are
+/// ignored, so a newer agent's additions reach an older server harmlessly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FlashProgress {
+    /// Image bytes handed to the writer (the write side).
     pub bytes_done: u64,
     #[serde(default)]
     pub bytes_total: Option<u64>,
@@ -254,9 +281,79 @@ pub struct FlashProgress {
     pub rate: Option<f64>,
     #[serde(default)]
     pub stage: Option<String>,
+    /// Bytes read from the source so far (the download side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+    /// The source's size, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_total: Option<u64>,
     /// When the server received it (set by the server).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+}
+
+impl FlashProgress {
+    /// Without the fields servers before them refuse (bty-web before `bytes_read`).
+    pub fn without_download_side(&self) -> FlashProgress {
+        FlashProgress {
+            bytes_read: None,
+            read_total: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// How a flash ended, as `POST /pxe/{mac}/status` (upstream 0.61+) says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TerminalStatus {
+    Done,
+    Failed,
+}
+
+/// The body of `POST /pxe/{mac}/status`: exactly these two keys, `reason` at most
+/// [`PxeStatus::MAX_REASON`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PxeStatus {
+    pub status: TerminalStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl PxeStatus {
+    pub const MAX_REASON: usize = 500;
+
+    /// A failure whose `stage` is folded into the reason (`"writing: …"`), cut to
+    /// [`PxeStatus::MAX_REASON`] characters on a character boundary.
+    pub fn failed(stage: &str, reason: &str) -> PxeStatus {
+        let text = if stage.is_empty() {
+            reason.to_string()
+        } else {
+            format!("{stage}: {reason}")
+        };
+        PxeStatus {
+            status: TerminalStatus::Failed,
+            reason: Some(text.chars().take(Self::MAX_REASON).collect()),
+        }
+    }
+
+    pub fn done() -> PxeStatus {
+        PxeStatus {
+            status: TerminalStatus::Done,
+            reason: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        match &self.reason {
+            Some(r) if r.chars().count() > Self::MAX_REASON => Err(vec![ValidationError::new(
+                "reason",
+                format!("at most {} characters", Self::MAX_REASON),
+            )]),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The body of `POST /pxe/{mac}/inventory`.
@@ -267,6 +364,10 @@ pub struct InventoryPost {
     pub disks: Vec<InventoryDisk>,
     #[serde(default)]
     pub lshw: Option<serde_json::Value>,
+    /// The machine's CPU architecture as the kernel names it (`x86_64`, `aarch64`; ours:
+    /// upstream servers refuse the key, and the agent then sends the inventory without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 impl InventoryPost {
@@ -298,6 +399,14 @@ impl InventoryPost {
             && !(l.is_object() || l.is_array() || l.is_null())
         {
             errs.push(ValidationError::new("lshw", "an object or an array"));
+        }
+        if let Some(a) = &self.arch
+            && !crate::arch::is_valid(a)
+        {
+            errs.push(ValidationError::new(
+                "arch",
+                "1-32 letters, digits or underscores",
+            ));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }

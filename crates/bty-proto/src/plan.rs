@@ -15,6 +15,10 @@ pub enum Plan {
         /// sha256 of the image as published, when known: the agent verifies it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disk_image_sha: Option<String>,
+        /// The CPU architecture the image is built for, when the catalog says or its name
+        /// does (ours): the agent refuses an image for another architecture.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arch: Option<String>,
     },
     /// Run the wizard on this catalog.
     Interactive { catalog: String },
@@ -36,6 +40,7 @@ mod tests {
             name: "x".into(),
             format: None,
             disk_image_sha: Some("ab".into()),
+            arch: None,
         };
         assert_eq!(
             serde_json::to_value(&p).unwrap(),

@@ -1,6 +1,6 @@
 //! Catalogs: TOML files listing named images (upstream's `version = 1` schema exactly:
 //! `[[images]]` with `name`, `src`, optional `sha256`, `format`, `size_bytes`, `description`,
-//! `ref`). Loaded from a path, an http(s) URL (a bty-web's `/catalog.toml` is one) — capped at
+//! `ref`, and 0.53's `arch`, guessed from the name when absent). Loaded from a path, an http(s) URL (a bty-web's `/catalog.toml` is one) — capped at
 //! 4 MiB, counted as the bytes are read — and validated with errors that name the entry and the
 //! field. [`parse_untrusted`] and [`load_published`] are for a server reading text it does not
 //! own: their errors give the line, column and what was expected, never the text itself.
@@ -31,6 +31,9 @@ pub struct CatalogEntry {
     pub format: Option<String>,
     pub size_bytes: Option<u64>,
     pub description: Option<String>,
+    /// The CPU architecture: the entry's `arch` (canonical spelling when known), else a guess
+    /// from its name or src.
+    pub arch: Option<String>,
     /// `sha256(canonical src)`.
     #[serde(rename = "ref")]
     pub image_ref: String,
@@ -42,6 +45,13 @@ pub struct CatalogEntry {
 pub struct Catalog {
     pub source: String,
     pub entries: Vec<CatalogEntry>,
+}
+
+/// The architecture an entry's name or, failing that, its src names.
+pub fn guess_arch(name: &str, src: &str) -> Option<String> {
+    bty_proto::arch::guess_from_name(name)
+        .or_else(|| bty_proto::arch::guess_from_name(src))
+        .map(str::to_string)
 }
 
 fn err(origin: &str, msg: String) -> SourceError {
@@ -237,6 +247,16 @@ fn parse_inner(text: &str, origin: &str, quote: bool) -> Result<Catalog, SourceE
             };
             return Err(err(origin, detail));
         }
+        let arch = match string_field(t, "arch", origin, &at)? {
+            Some(a) if !bty_proto::arch::is_valid(&a) => {
+                return Err(err(
+                    origin,
+                    format!("{at}: field 'arch' must be 1-32 letters, digits or underscores"),
+                ));
+            }
+            Some(a) => Some(bty_proto::arch::canonical(&a).map_or(a, str::to_string)),
+            None => guess_arch(&name, &src),
+        };
         entries.push(CatalogEntry {
             name,
             src,
@@ -244,6 +264,7 @@ fn parse_inner(text: &str, origin: &str, quote: bool) -> Result<Catalog, SourceE
             format: string_field(t, "format", origin, &at)?,
             size_bytes,
             description: string_field(t, "description", origin, &at)?,
+            arch,
             image_ref,
             origin: origin.to_string(),
         });

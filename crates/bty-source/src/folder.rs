@@ -67,6 +67,7 @@ pub fn scan(root: &Path, client: &HttpClient) -> Result<Catalog, SourceError> {
         };
         let abs = std::fs::canonicalize(&path).unwrap_or(path.clone());
         let src = format!("file://{}", abs.display());
+        let arch = crate::catalog::guess_arch(&name, &src);
         entries.push(CatalogEntry {
             name,
             image_ref: image_ref(&src)?,
@@ -75,6 +76,7 @@ pub fn scan(root: &Path, client: &HttpClient) -> Result<Catalog, SourceError> {
             format: Some(info.layer_chain()),
             size_bytes: info.output_size,
             description: None,
+            arch,
             origin: origin.clone(),
         });
     }
@@ -148,6 +150,7 @@ mod tests {
             format: None,
             size_bytes: None,
             description: None,
+            arch: None,
             image_ref: image_ref(src).unwrap(),
             origin: "t".into(),
         };

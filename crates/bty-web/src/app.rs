@@ -225,6 +225,7 @@ pub fn router(state: AppState) -> Router {
             post(routes::pxe::inventory).layer(DefaultBodyLimit::max(INVENTORY_BODY)),
         )
         .route("/pxe/{mac}/done", post(routes::pxe::done))
+        .route("/pxe/{mac}/status", post(routes::pxe::status))
         .route("/pxe/{mac}/failed", post(routes::pxe::failed))
         .route("/pxe/{mac}/progress", post(routes::pxe::progress))
         .route(

@@ -27,6 +27,17 @@ impl ApiError {
     pub fn invalid(field: &str, msg: impl Into<String>) -> ApiError {
         ApiError::Invalid(vec![ValidationError::new(field, msg)])
     }
+    /// What went wrong, in one line (for pages that list several outcomes).
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Status(_, d) => d.clone(),
+            ApiError::Invalid(v) => v
+                .iter()
+                .map(|e| e.msg.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 impl From<DbError> for ApiError {

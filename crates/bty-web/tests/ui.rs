@@ -59,7 +59,6 @@ fn posts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
                 ("confirm", "another-pass"),
             ],
         ),
-        ("/ui/logout", vec![]),
     ]
 }
 
@@ -193,6 +192,33 @@ fn form_posts_need_the_csrf_token() {
     let r = c.form("/ui/logout", &[("csrf", &token)]);
     assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
     assert_eq!(c.get("/ui/dashboard").status, 303);
+}
+
+#[test]
+fn scripted_logout_needs_no_token_but_a_wrong_one_is_refused() {
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let mut replay = s.client();
+    replay.cookie = c.cookie.clone();
+    // A wrong token is still refused, and the session stays.
+    let r = c.form("/ui/logout", &[("csrf", "AAAAAAAA")]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(c.get("/machines").status, 200);
+    // Cross-site: refused by the origin guard, token or not.
+    let r = c.form_with("/ui/logout", &[], &[("sec-fetch-site", "cross-site")]);
+    assert_eq!(r.status, 403);
+    assert_eq!(c.get("/machines").status, 200);
+    // With the cookie and no token, as a script signs out of upstream: 303, session revoked.
+    let r = c.form("/ui/logout", &[]);
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    assert_eq!(replay.get("/machines").status, 401, "the cookie was revoked");
+    // An empty body without a form content type works too.
+    let mut d = s.signed_in("bty-lab");
+    let mut d2 = s.client();
+    d2.cookie = d.cookie.clone();
+    let r = d.request("POST", "/ui/logout", &[], None);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(d2.get("/machines").status, 401);
 }
 
 #[test]

@@ -33,11 +33,18 @@ pub fn run(args: CatalogArgs) -> u8 {
         return exit::OK;
     }
     let width = list.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:>10}  {:14}  SOURCE", "NAME", "SIZE", "FORMAT");
+    println!(
+        "{:width$}  {:>10}  {:14}  {:7}  SOURCE",
+        "NAME", "SIZE", "FORMAT", "ARCH"
+    );
     for e in &list {
         let size = e.size_bytes.map(units::bytes).unwrap_or_else(|| "-".into());
         let format = e.format.clone().unwrap_or_else(|| "?".into());
-        println!("{:width$}  {:>10}  {:14}  {}", e.name, size, format, e.src);
+        let arch = e.arch.as_deref().unwrap_or("-");
+        println!(
+            "{:width$}  {:>10}  {:14}  {arch:7}  {}",
+            e.name, size, format, e.src
+        );
         if let Some(d) = &e.description {
             println!("{:width$}  {d}", "");
         }

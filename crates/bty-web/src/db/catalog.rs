@@ -16,12 +16,13 @@ fn from_row(r: &Row) -> rusqlite::Result<CatalogEntry> {
         size_bytes: r.get::<_, Option<i64>>(7)?.map(|n| n.max(0) as u64),
         description: r.get(8)?,
         added_at: r.get(9)?,
+        arch: r.get(10)?,
     })
 }
 
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<CatalogEntry>> {
     let mut st = c.prepare_cached(
-        "SELECT bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at
+        "SELECT bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch
          FROM catalog_entries ORDER BY added_at, rowid",
     )?;
     st.query_map([], from_row)?.collect()
@@ -31,8 +32,8 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<CatalogEntry>> {
 pub fn insert(c: &Connection, e: &CatalogEntry) -> rusqlite::Result<bool> {
     let n = c.prepare_cached(
         "INSERT OR IGNORE INTO catalog_entries
-         (bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?
+         (bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
     .execute(
         rusqlite::params![
             e.bty_image_ref,
@@ -44,7 +45,8 @@ pub fn insert(c: &Connection, e: &CatalogEntry) -> rusqlite::Result<bool> {
             e.format,
             e.size_bytes.map(|n| n as i64),
             e.description,
-            e.added_at
+            e.added_at,
+            e.arch
         ],
     )?;
     Ok(n == 1)

@@ -95,6 +95,17 @@ pub struct Filter {
     pub limit: Option<i64>,
 }
 
+/// Kinds renamed to upstream's spelling, old → new; the old one still works as a filter.
+const RENAMED: [(&str, &str); 1] = [("machine.flash.failed", "machine.flash_failed")];
+
+/// The kind stored today for a filter that may use an old spelling.
+pub fn current_kind(kind: &str) -> &str {
+    RENAMED
+        .iter()
+        .find(|(old, _)| *old == kind)
+        .map_or(kind, |(_, new)| new)
+}
+
 pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
     let mut sql = String::from(
         "SELECT id, ts, kind, subject_kind, subject_id, actor, source_ip, summary, details, acknowledged
@@ -109,7 +120,8 @@ pub fn query(c: &Connection, f: &Filter) -> rusqlite::Result<Vec<Event>> {
         ("source_ip", &f.source_ip),
     ] {
         if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-            args.push(v.clone());
+            let v = if col == "kind" { current_kind(v) } else { v };
+            args.push(v.to_string());
             sql.push_str(&format!(" AND {col} = ?{}", args.len()));
         }
     }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 const COLUMNS: &str = "mac, bty_image_ref, hostname, discovered_at, last_seen_at, last_seen_ip, \
      boot_mode, sanboot_drive, last_flashed_at, known_disks, known_disks_at, target_disk_serial, \
-     created_at, updated_at, last_failed_at";
+     created_at, updated_at, last_failed_at, arch";
 
 fn labels(c: &Connection, mac: &str) -> rusqlite::Result<Vec<String>> {
     let mut st =
@@ -35,6 +35,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Machine> {
         updated_at: r.get(13)?,
         flash_progress: None,
         last_failed_at: r.get(14)?,
+        arch: r.get(15)?,
     })
 }
 
@@ -152,4 +153,41 @@ pub fn blob(c: &Connection, mac: &str, column: Blob) -> rusqlite::Result<Option<
 pub enum Blob {
     Lshw,
     Disks,
+}
+
+/// Why `image_ref` must not be bound to `mac`, if it must not: the entry cannot be flashed (a
+/// netboot bundle), or it is built for another CPU architecture than the machine reported. A
+/// machine of unknown architecture may be bound (its page warns).
+pub fn binding_refusal(
+    c: &Connection,
+    mac: &str,
+    image_ref: &str,
+) -> rusqlite::Result<Option<String>> {
+    let entry: Option<(String, Option<String>, Option<String>)> = c
+        .prepare_cached("SELECT name, format, arch FROM catalog_entries WHERE bty_image_ref = ?1")?
+        .query_row([image_ref], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((name, format, image_arch)) = entry else {
+        return Ok(None);
+    };
+    if let Some(why) = bty_proto::catalog::unflashable(format.as_deref()) {
+        return Ok(Some(format!("{name}: {why}")));
+    }
+    let machine_arch: Option<String> = c
+        .prepare_cached("SELECT arch FROM machines WHERE mac = ?1")?
+        .query_row([mac], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(match (image_arch, machine_arch) {
+        (Some(i), Some(m)) if !same_arch(&i, &m) => Some(format!(
+            "{name} is built for {i}, but {mac} reported {m}: bind an image for {m}"
+        )),
+        _ => None,
+    })
+}
+
+/// Whether two architecture names are the same one (`amd64` is `x86_64`).
+pub fn same_arch(a: &str, b: &str) -> bool {
+    let canon = |s: &str| bty_proto::arch::canonical(s).map_or_else(|| s.to_ascii_lowercase(), str::to_string);
+    canon(a) == canon(b)
 }

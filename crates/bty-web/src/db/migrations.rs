@@ -91,6 +91,13 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE discovered_at IS NOT NULL AND bty_image_ref IS NULL AND boot_mode = 'bty-inventory';
     CREATE INDEX machines_auto_created ON machines(auto_created);
     "#,
+    // 5: event kinds spelled as upstream 0.77 spells them; machines remember their inventory's
+    // CPU architecture, catalog entries the one they are built for.
+    r#"
+    UPDATE events SET kind = 'machine.flash_failed' WHERE kind = 'machine.flash.failed';
+    ALTER TABLE machines ADD COLUMN arch TEXT;
+    ALTER TABLE catalog_entries ADD COLUMN arch TEXT;
+    "#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction; up to `upto` (for tests

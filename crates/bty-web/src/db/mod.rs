@@ -232,7 +232,8 @@ mod tests {
                     "INSERT INTO machines (mac, bty_image_ref, boot_mode, target_disk_serial, created_at, updated_at)
                        VALUES ('aa:bb:cc:dd:ee:ff', NULL, 'bty-flash-once', 'S1', 'x', 'x');
                      INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 'x');
-                     INSERT INTO events (ts, kind, summary) VALUES ('x', 'machine.created', 'old');",
+                     INSERT INTO events (ts, kind, summary) VALUES ('x', 'machine.created', 'old');
+                     INSERT INTO events (ts, kind, summary) VALUES ('x', 'machine.flash.failed', 'failed');",
                 )
             })
             .await
@@ -252,13 +253,25 @@ mod tests {
                     c.query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| {
                         r.get(0)
                     })?,
-                    c.query_row("SELECT summary FROM events", [], |r| r.get(0))?,
+                    c.query_row("SELECT summary FROM events ORDER BY id LIMIT 1", [], |r| {
+                        r.get(0)
+                    })?,
                 ))
             })
             .await
             .unwrap();
         assert_eq!(v as usize, migrations::MIGRATIONS.len());
         assert_eq!((m.as_str(), s.as_str(), e.as_str()), ("S1", "v", "old"));
+        // Renamed event kinds: stored under the new name, found under either.
+        for kind in ["machine.flash_failed", "machine.flash.failed"] {
+            let f = events::Filter {
+                kind: Some(kind.to_string()),
+                ..Default::default()
+            };
+            let found = db.read(move |c| events::query(c, &f)).await.unwrap();
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(found[0].kind, "machine.flash_failed");
+        }
         // The new migration's tables work on the old rows.
         db.write(|c| {
             c.execute(

@@ -30,7 +30,7 @@ fn pxe_event(
 pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
     c.prepare_cached(
         "SELECT m.boot_mode, m.bty_image_ref, m.target_disk_serial, m.sanboot_drive, m.saw_flasher_boot, m.cycle_done,
-                e.name, e.format, e.src, e.resolved_src, e.disk_image_sha
+                e.name, e.format, e.src, e.resolved_src, e.disk_image_sha, e.arch
          FROM machines m LEFT JOIN catalog_entries e ON e.bty_image_ref = m.bty_image_ref
          WHERE m.mac = ?1",
     )?
@@ -45,6 +45,7 @@ pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
                     src: r.get(8)?,
                     resolved_src: r.get(9)?,
                     disk_image_sha: r.get(10)?,
+                    arch: r.get(11)?,
                 }),
                 None => None,
             };
@@ -315,6 +316,8 @@ pub struct Inventory<'a> {
     pub lshw: Option<&'a str>,
     /// The size of an lshw document that was over the cap and dropped.
     pub lshw_dropped: Option<usize>,
+    /// The machine's CPU architecture, canonical, when the agent said.
+    pub arch: Option<String>,
 }
 
 /// `POST /pxe/{mac}/inventory`. False for an unknown machine.
@@ -346,11 +349,18 @@ pub fn inventory(c: &Connection, mac: &str, ip: &str, inv: &Inventory) -> rusqli
         c.prepare_cached("UPDATE machines SET hw_lshw = ?2, hw_lshw_at = ?3 WHERE mac = ?1")?
             .execute(rusqlite::params![mac, l, now])?;
     }
+    if let Some(a) = &inv.arch {
+        c.prepare_cached("UPDATE machines SET arch = ?2 WHERE mac = ?1")?
+            .execute(rusqlite::params![mac, a])?;
+    }
     let dropped = inv
         .lshw_dropped
         .map(|n| format!("; an lshw of {n} bytes was over the cap and dropped"))
         .unwrap_or_default();
     let mut details = json!({"count": serials.len(), "serials": serials, "lshw": lshw.is_some()});
+    if let Some(a) = &inv.arch {
+        details["arch"] = json!(a);
+    }
     if let Some(n) = inv.lshw_dropped {
         details["lshw_dropped_bytes"] = json!(n);
     }
@@ -394,7 +404,7 @@ pub fn failed(
     events::record(
         c,
         &pxe_event(
-            "machine.flash.failed",
+            "machine.flash_failed",
             mac,
             ip,
             format!(

@@ -18,6 +18,7 @@ pub struct EntryInfo {
     pub src: String,
     pub resolved_src: Option<String>,
     pub disk_image_sha: Option<String>,
+    pub arch: Option<String>,
 }
 
 /// A machine's state as the decisions need it.
@@ -161,6 +162,7 @@ pub fn plan(s: &PxeState, base: &str) -> (Plan, String) {
                         name: e.name.clone(),
                         format: e.format.clone(),
                         disk_image_sha: e.disk_image_sha.clone(),
+                        arch: e.arch.clone(),
                     },
                     format!("plan:flash:{policy}"),
                 ),
@@ -195,6 +197,7 @@ mod tests {
                 src: "https://h/debian.img.zst".into(),
                 resolved_src: None,
                 disk_image_sha: Some("cd".repeat(32)),
+                arch: None,
             }),
         }
     }
@@ -281,6 +284,7 @@ mod tests {
                 name: "debian.img.zst".into(),
                 format: Some("img.zst".into()),
                 disk_image_sha: Some("cd".repeat(32)),
+                arch: None,
             }
         );
         let mut oras = state("bty-flash-always");

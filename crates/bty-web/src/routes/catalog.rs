@@ -119,6 +119,7 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
         size_bytes: None,
         description: add.description.clone(),
         added_at: crate::db::now(),
+        arch: None,
     };
     if oras {
         let resolved = resolve(url, &client, &ResolveOptions::default())
@@ -172,6 +173,16 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
     if entry.format.is_none() {
         entry.format = format_of(&entry.name);
     }
+    entry.arch = match &add.arch {
+        Some(a) if !bty_proto::arch::is_valid(a) => {
+            return Err(ApiError::invalid(
+                "arch",
+                "1-32 letters, digits or underscores",
+            ));
+        }
+        Some(a) => Some(bty_proto::arch::canonical(a).map_or_else(|| a.clone(), str::to_string)),
+        None => bty_source::catalog::guess_arch(&entry.name, url),
+    };
     Ok(entry)
 }
 
@@ -364,6 +375,7 @@ pub async fn store_import(
             size_bytes: e.size_bytes,
             description: e.description,
             added_at: crate::db::now(),
+            arch: e.arch,
         });
     }
     let src = source.clone();
@@ -411,6 +423,7 @@ pub async fn images(State(s): State<AppState>) -> Result<Json<Vec<ImageEntry>>, 
                 image_ref: e.bty_image_ref,
                 name: e.name,
                 cached: false,
+                arch: e.arch,
             })
             .collect(),
     ))
@@ -451,6 +464,9 @@ pub async fn catalog_toml(State(s): State<AppState>) -> Result<Response, ApiErro
         }
         if let Some(d) = &e.description {
             out.push_str(&format!("description = {}\n", toml_str(d)));
+        }
+        if let Some(a) = &e.arch {
+            out.push_str(&format!("arch = {}\n", toml_str(a)));
         }
     }
     Ok(([(header::CONTENT_TYPE, "application/toml")], out).into_response())

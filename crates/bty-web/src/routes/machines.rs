@@ -79,6 +79,11 @@ pub async fn save(
     u.validate().map_err(ApiError::Invalid)?;
     let m =
         s.db.write(move |c| {
+            if let Some(r) = &u.bty_image_ref
+                && let Some(why) = machines::binding_refusal(c, &mac, r)?
+            {
+                return Ok(Err(why));
+            }
             let created = machines::upsert(c, &mac, &u)?;
             events::record(
                 c,
@@ -107,9 +112,10 @@ pub async fn save(
                     })),
                 },
             )?;
-            machines::get(c, &mac)
+            Ok(Ok(machines::get(c, &mac)?))
         })
-        .await?;
+        .await?
+        .map_err(|why| ApiError::invalid("bty_image_ref", why))?;
     let m =
         m.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "machine vanished"))?;
     s.changed(&m.mac, false).await;

@@ -1,6 +1,6 @@
 //! What firmware and the netboot agent reach, without a session: `/pxe-bootstrap.ipxe`,
 //! `/pxe/{mac}` (the per-machine script), `/pxe/{mac}/plan`, and the agent's reports
-//! (`inventory`, `done`, and ours: `failed`, `progress`).
+//! (`inventory`, `done`, upstream 0.61+'s `status`, and ours: `failed`, `progress`).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bty_proto::{FlashFailed, FlashProgress, InventoryPost};
+use bty_proto::{FlashFailed, FlashProgress, InventoryPost, PxeStatus, TerminalStatus};
 use serde_json::json;
 
 use crate::app::AppState;
@@ -225,12 +225,18 @@ pub async fn inventory(
     let disks_text = serde_json::Value::Array(disks).to_string();
     let serials: Vec<String> = post.disks.iter().filter_map(|d| d.serial.clone()).collect();
     let ip = ip.to_string();
+    // Kept in the canonical spelling when known, as given otherwise (validated above).
+    let arch = post
+        .arch
+        .as_deref()
+        .map(|a| bty_proto::arch::canonical(a).map_or_else(|| a.to_string(), str::to_string));
     let stored = move |c: &rusqlite::Connection, m: &str, ip: &str| {
         let inv = state::Inventory {
             disks: &disks_text,
             serials,
             lshw: lshw.as_deref(),
             lshw_dropped,
+            arch,
         };
         state::inventory(c, m, ip, &inv)
     };
@@ -316,6 +322,32 @@ pub async fn failed(
         state::failed(c, m, ip, stage.as_deref(), reason.as_deref())
     };
     end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
+}
+
+/// Upstream 0.61+'s one terminal report: `{"status": "done"|"failed", "reason"}`, ending the
+/// cycle exactly as `/done` and `/failed` do.
+pub async fn status(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(raw): Path<String>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let mac = parse_mac(&raw)?.to_string();
+    let st: PxeStatus = body(b)?;
+    st.validate().map_err(ApiError::Invalid)?;
+    let ip = ip.to_string();
+    match st.status {
+        TerminalStatus::Done => {
+            end_of_flash(&s, mac, ip, "done", state::done, &s.metrics.flashes_done).await
+        }
+        TerminalStatus::Failed => {
+            let reason = st.reason;
+            let record = move |c: &rusqlite::Connection, m: &str, ip: &str| {
+                state::failed(c, m, ip, None, reason.as_deref())
+            };
+            end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
+        }
+    }
 }
 
 pub async fn progress(

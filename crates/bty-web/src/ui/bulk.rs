@@ -1,7 +1,8 @@
 //! Bulk binding from the machines page: one boot mode (and, if chosen, one image) for every
 //! machine the page's filter shows. Each machine keeps its own target disk, labels and host
 //! name — a bulk change never picks a disk — and a machine the new binding does not validate
-//! for (a flash mode without a target serial) is skipped and named. The form carries how many
+//! for (a flash mode without a target serial, an image for another CPU architecture) is
+//! skipped and named; images that cannot be flashed are not offered. The form carries how many
 //! machines it showed; if the filter matches a different number by the time it is posted,
 //! nothing changes and the page says so.
 
@@ -89,7 +90,7 @@ pub async fn apply(
         }
         match crate::routes::machines::save(&s, m.mac.clone(), u, ip.clone()).await {
             Ok(_) => changed += 1,
-            Err(_) => skipped.push(format!("{} (not stored)", m.mac)),
+            Err(e) => skipped.push(format!("{} ({})", m.mac, e.message())),
         }
     }
     let mut notice = format!("Set {changed} machines to {}.", mode.as_str());

@@ -1,6 +1,9 @@
 //! The CSRF check on every UI form post: the session's token must come with the request, in
 //! the `csrf` field of a url-encoded form, the `x-csrf-token` header, or (for uploads) as the
 //! first part of a multipart form, which `MultipartForm` checks before any file is read.
+//! Logout alone may come without a token (scripts sign out as they do with upstream); a token
+//! that is sent must still be right, and the cross-site guard applies to logout as to every
+//! other post.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -10,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::guard::Session;
+
+/// The one post that may come without a token.
+const LOGOUT: &str = "/ui/logout";
 
 fn refused() -> Response {
     (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response()
@@ -31,6 +37,7 @@ pub async fn require(State(s): State<AppState>, req: Request, next: Next) -> Res
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return refused();
     };
+    let token_optional = req.uri().path() == LOGOUT;
     if let Some(t) = req
         .headers()
         .get("x-csrf-token")
@@ -48,16 +55,28 @@ pub async fn require(State(s): State<AppState>, req: Request, next: Next) -> Res
         return next.run(req).await;
     }
     if !ct.starts_with("application/x-www-form-urlencoded") {
-        return refused();
+        return if token_optional {
+            next.run(req).await
+        } else {
+            refused()
+        };
     }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, s.cfg.max_body_bytes).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
     };
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    let ok = fields
+    let tokens: Vec<&str> = fields
         .iter()
-        .any(|(k, v)| k == "csrf" && s.keys.csrf_ok(&session.id, v));
+        .filter(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let ok = if tokens.is_empty() {
+        token_optional
+    } else {
+        tokens.iter().any(|v| s.keys.csrf_ok(&session.id, v))
+    };
+    drop(tokens);
     if !ok {
         return refused();
     }

@@ -40,6 +40,7 @@ impl AddForm {
             name: opt(&self.name),
             sha256: opt(&self.sha256),
             description: None,
+            arch: None,
         }
     }
 }
@@ -80,6 +81,7 @@ async fn page(s: &AppState, session: &Session, status: StatusCode, v: View) -> R
         .map(|e| {
             minijinja::context! {
                 e => e,
+                unflashable => e.unflashable(),
                 machines => used.get(&e.bty_image_ref).cloned().unwrap_or_default(),
             }
         })

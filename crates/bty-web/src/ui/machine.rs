@@ -115,6 +115,8 @@ async fn page(
     }
     let names = view::names(&entries);
     let row = m.as_ref().map(|m| view::row(m, &names));
+    let arch_note = m.as_ref().and_then(|m| view::arch_note(m, &entries));
+    let entries = view::bindable(entries);
     let form = form.unwrap_or_else(|| {
         m.as_ref()
             .map(MachineForm::of)
@@ -147,6 +149,7 @@ async fn page(
         modes => modes,
         events => evs,
         warning => warning,
+        arch_note => arch_note,
         ..base(s, session, "machines").await
     };
     render_status(status, "machine.html", ctx)
@@ -168,9 +171,10 @@ pub async fn status_html(s: &AppState, mac: &str) -> Option<String> {
     let mut m = m?;
     s.with_progress(&mut m);
     let row = view::row(&m, &view::names(&entries));
+    let arch_note = view::arch_note(&m, &entries);
     super::templates::render(
         "machine_status.html",
-        minijinja::context! { machine => m, row => row, warning => warning },
+        minijinja::context! { machine => m, row => row, warning => warning, arch_note => arch_note },
     )
     .map_err(|e| tracing::error!("machine status: {e:#}"))
     .ok()

@@ -133,7 +133,7 @@ pub async fn show(
         .await;
     };
     let activity = activity(&s).await;
-    let entries = s.db.read(catalog::list).await.unwrap_or_default();
+    let entries = view::bindable(s.db.read(catalog::list).await.unwrap_or_default());
     let modes: Vec<&str> = bty_proto::BootMode::ALL
         .iter()
         .map(|b| b.as_str())

@@ -81,6 +81,29 @@ pub fn names(entries: &[CatalogEntry]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Entries an operator may bind: not the archives (netboot bundles) that cannot be flashed.
+pub fn bindable(entries: Vec<CatalogEntry>) -> Vec<CatalogEntry> {
+    entries
+        .into_iter()
+        .filter(|e| e.unflashable().is_none())
+        .collect()
+}
+
+/// A warning for a machine bound to an image built for a known architecture while the
+/// machine's own is unknown (no inventory yet, or an upstream agent that does not say).
+pub fn arch_note(m: &Machine, entries: &[CatalogEntry]) -> Option<String> {
+    if m.arch.is_some() {
+        return None;
+    }
+    let bound = m.bty_image_ref.as_ref()?;
+    let e = entries.iter().find(|e| &e.bty_image_ref == bound)?;
+    let arch = e.arch.as_ref()?;
+    Some(format!(
+        "{} is built for {arch}, and this machine has not reported its CPU architecture (no inventory from a bty agent yet): the binding could not be checked",
+        e.name
+    ))
+}
+
 pub fn row(m: &Machine, names: &HashMap<String, String>) -> Row {
     let state = State::of(m);
     let percent = m.flash_progress.as_ref().and_then(|p| {
@@ -302,6 +325,8 @@ mod tests {
             bytes_total: Some(200),
             rate: None,
             stage: Some("writing".into()),
+            bytes_read: None,
+            read_total: None,
             at: None,
         });
         assert_eq!(State::of(&m), State::Flashing);

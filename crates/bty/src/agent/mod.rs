@@ -19,7 +19,7 @@ use std::time::Duration;
 use bty_image::digest::Sha256Digest;
 use bty_image::flash::preflight;
 use bty_image::{CancelToken, FlashOptions, Progress, Target, ZeroMode, flash, inspect};
-use bty_proto::Mac;
+use bty_proto::{FlashProgress, InventoryPost, Mac};
 use bty_proto::plan::Plan;
 use bty_source::HttpClient;
 use bty_source::resolve::{ResolveOptions, resolve};
@@ -74,17 +74,18 @@ pub fn run(args: AgentArgs) -> u8 {
     say(&format!("server {} mac {mac}", server.base));
 
     let disks = inventory::disks();
-    let body = serde_json::json!({
-        "disks": inventory::wire_disks(&disks),
-        "lshw": inventory::hardware(),
-    });
-    let mut posted = server.post_inventory(&body.to_string());
+    let body = InventoryPost {
+        disks: inventory::wire_disks(&disks),
+        lshw: Some(inventory::hardware()),
+        arch: Some(bty_proto::arch::this_machine().to_string()),
+    };
+    let mut posted = server.post_inventory(&body);
     if let Err(server::CallError::Status(404, _)) = posted {
         // The server has not met this MAC yet (booted by hand, not by PXE): asking for the
         // plan introduces it, then the inventory is accepted.
         say("the server does not know this machine yet; introducing it");
         let _ = server.get_plan();
-        posted = server.post_inventory(&body.to_string());
+        posted = server.post_inventory(&body);
     }
     if let Err(e) = posted {
         say(&format!("posting the inventory failed: {e}"));
@@ -118,11 +119,17 @@ pub fn run(args: AgentArgs) -> u8 {
             target_disk_serial,
             name,
             disk_image_sha,
+            arch,
             ..
         } => {
             say(&format!(
                 "plan: flash {name} ({image}) onto the disk with serial {target_disk_serial}"
             ));
+            if let Some(why) = arch_mismatch(arch.as_deref()) {
+                say(&format!("FLASH REFUSED: {why}; nothing was written"));
+                server.report_failed("checking the image", &why);
+                return operator_or_exit(&args, "checking the image", &why);
+            }
             let job = FlashJob {
                 image,
                 serial: target_disk_serial,
@@ -134,14 +141,14 @@ pub fn run(args: AgentArgs) -> u8 {
                 match job.run(&server) {
                     Ok(summary) => {
                         say(&summary);
-                        if let Err(e) = server.post_done() {
+                        if let Err(e) = server.report_done() {
                             say(&format!("reporting done failed: {e}"));
                         }
                         return finish(&args);
                     }
                     Err((stage, reason)) => {
                         say(&format!("FLASH FAILED while {stage}: {reason}"));
-                        server.post_failed(stage, &reason);
+                        server.report_failed(stage, &reason);
                         if attempt > args.retries {
                             return operator_or_exit(&args, stage, &reason);
                         }
@@ -152,6 +159,14 @@ pub fn run(args: AgentArgs) -> u8 {
             }
         }
     }
+}
+
+/// Why an image built for `image_arch` must not go onto this machine, if it must not.
+fn arch_mismatch(image_arch: Option<&str>) -> Option<String> {
+    let image = image_arch?;
+    let here = bty_proto::arch::this_machine();
+    let wanted = bty_proto::arch::canonical(image).unwrap_or(image);
+    (wanted != here).then(|| format!("the image is built for {wanted}, this machine is {here}"))
 }
 
 /// Done: reboot (unless `--no-reboot`).
@@ -303,13 +318,15 @@ impl FlashJob {
                     }
                     let p = latest.lock().ok().and_then(|mut l| l.take());
                     if let Some(p) = p {
-                        let body = serde_json::json!({
-                            "bytes_done": p.bytes_written,
-                            "bytes_total": p.total,
-                            "rate": p.rate,
-                            "stage": p.stage.label(),
+                        server.post_progress(&FlashProgress {
+                            bytes_done: p.bytes_written,
+                            bytes_total: p.total,
+                            rate: Some(p.rate),
+                            stage: Some(p.stage.label().to_string()),
+                            bytes_read: Some(p.bytes_read),
+                            read_total: p.source_size,
+                            at: None,
                         });
-                        server.post_progress(&body.to_string());
                     }
                 }
             });

@@ -280,7 +280,8 @@ impl App {
     }
 
     /// Images in display order: the image folder's first, then the catalog's (entries the
-    /// folder already has are left out), filtered.
+    /// folder already has are left out, and archives such as netboot bundles, which cannot be
+    /// flashed), filtered.
     pub fn visible_images(&self) -> Vec<&CatalogEntry> {
         let f = self.filter.text.to_lowercase();
         let local_srcs: std::collections::HashSet<&str> = self
@@ -293,7 +294,8 @@ impl App {
             .chain(
                 self.catalog_images
                     .iter()
-                    .filter(|e| !local_srcs.contains(e.image_ref.as_str())),
+                    .filter(|e| !local_srcs.contains(e.image_ref.as_str()))
+                    .filter(|e| bty_proto::catalog::unflashable(e.format.as_deref()).is_none()),
             )
             .filter(|e| {
                 f.is_empty()

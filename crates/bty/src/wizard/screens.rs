@@ -156,11 +156,11 @@ fn images(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
     let list = app.visible_images();
     let w = table.width as usize;
-    let name_w = w.saturating_sub(2 + 1 + 16 + 1 + 10 + 1 + 14).max(10);
+    let name_w = w.saturating_sub(2 + 1 + 16 + 1 + 7 + 1 + 10 + 1 + 14).max(10);
     let mut lines = vec![Line::from(Span::styled(
         format!(
-            "  {:name_w$} {:16} {:>10} {:14}",
-            "NAME", "FORMAT", "SIZE", "FROM"
+            "  {:name_w$} {:16} {:7} {:>10} {:14}",
+            "NAME", "FORMAT", "ARCH", "SIZE", "FROM"
         ),
         theme.muted(),
     ))];
@@ -181,10 +181,11 @@ fn images(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let on = i == app.image_cursor;
         let size = e.size_bytes.map(units::bytes).unwrap_or_else(|| "-".into());
         let row = format!(
-            "{}{:name_w$} {:16} {:>10} {:14}",
+            "{}{:name_w$} {:16} {:7} {:>10} {:14}",
             cursor(on),
             fit(&e.name, name_w),
             fit(e.format.as_deref().unwrap_or("?"), 16),
+            fit(e.arch.as_deref().unwrap_or("-"), 7),
             size,
             fit(&origin(e), 14)
         );

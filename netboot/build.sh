@@ -24,7 +24,9 @@ done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-MODULES="virtio_pci virtio_net virtio_blk virtio_scsi e1000 e1000e igb ixgbe r8169 nvme ahci sd_mod usb-storage uas xhci-pci ehci-pci"
+# Disks and NICs, USB NICs (USB-C dongles are the only NIC of many small boxes; rndis_host,
+# the BMC's virtual NIC, is left out and blacklisted), and USB keyboards for the wizard.
+MODULES="virtio_pci virtio_net virtio_blk virtio_scsi e1000 e1000e igb ixgbe r8169 nvme ahci sd_mod usb-storage uas xhci-pci ehci-pci r8152 ax88179_178a cdc_ether cdc_ncm usbhid hid_generic hid"
 
 if [ -z "$BTY" ]; then
     cargo build --release -q -p bty

@@ -14,7 +14,7 @@ pub enum Stage {
     Preparing,
     /// Reading, decoding and writing.
     Writing,
-    /// Writing the held-back first MiB and flushing to stable storage.
+    /// Writing the held-back last and first MiB and flushing to stable storage.
     Syncing,
     /// Reading the target back and comparing.
     Verifying,

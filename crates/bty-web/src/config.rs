@@ -112,7 +112,7 @@ const KEYS: &[KeyDef] = &[
     KeyDef {
         section: "netboot",
         key: "upstream_version",
-        default: "0.47.0",
+        default: crate::pxe::netboot::DEFAULT_UPSTREAM_VERSION,
         secret: false,
     },
     KeyDef {

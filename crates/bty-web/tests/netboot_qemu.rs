@@ -19,6 +19,10 @@ use common::Server;
 use serde_json::json;
 
 const MAC: &str = "52:54:00:12:34:56";
+/// The consoles of bty-web's default command line.
+const CONSOLES: &str = "console=tty0 console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0,115200 modprobe.blacklist=nouveau,rndis_host";
+/// QEMU's usb-net: vendor NetChip, product Ethernet/RNDIS gadget.
+const USB_NET_ID: &str = "0525:a4a2";
 /// What the disk's old image prints when it boots.
 const OLD_MARKER: &str = "BTY-OLD-IMAGE";
 /// A boot timeout: bounds a hang, does not measure speed.
@@ -140,7 +144,9 @@ impl Vm {
                         "user,id=n0,bootfile=http://10.0.2.2:{port}/pxe-bootstrap.ipxe"
                     ))
                     .arg("-device")
-                    .arg(format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"));
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"))
+                    .args(["-netdev", "user,id=n1", "-device", "qemu-xhci,id=xhci"])
+                    .args(["-device", "usb-net,netdev=n1,bus=xhci.0"]);
             }
             None => {
                 cmd.args(["-nic", "none"]);
@@ -260,7 +266,11 @@ fn keep_log(vm: &Vm, name: &str) {
 #[test]
 fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     let (netboot, qemu) = prepare();
-    let s = Server::start();
+    // QEMU's usb-net (0525:a4a2) stands for a BMC's virtual NIC through the test-only list.
+    let s = Server::start_with(&[(
+        "BTY_NETBOOT_CMDLINE",
+        &format!("{CONSOLES} bty.server={{base}} bty.mac={{mac}} bty.bmc_nics={USB_NET_ID}"),
+    )]);
     let image = setup(&s, &netboot, 48 << 20);
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.raw");
@@ -305,14 +315,39 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
 
     // Boot 2: the flasher again (never the half-written disk), which finishes.
     let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, None);
-    let finished = vm.wait(|v| v.serial().contains("bty agent: rebooting"));
+    let finished = vm.wait(|v| v.serial().contains("bty: done"));
     keep_log(&vm, "bios-boot2.log");
     assert!(
         finished,
         "second boot did not finish; serial:\n{}",
         vm.serial()
     );
-    assert!(vm.serial().contains("plan: flash"), "{}", vm.serial());
+    // The serial console carries the markers (the agent's screen is the monitor), in order.
+    let serial = vm.serial();
+    let mut at = 0;
+    for marker in [
+        "bty: start v",
+        "bty: stage inventory",
+        "bty: stage plan",
+        "bty: stage flash image.img.zst",
+        "bty: stage writing",
+        "bty: download 25%",
+        "bty: write 25%",
+        "bty: write 50%",
+        "bty: write 75%",
+        "bty: download 100%",
+        "bty: write 100%",
+        "bty: done",
+    ] {
+        let found = serial[at..].find(marker);
+        assert!(found.is_some(), "{marker:?} missing or out of order; serial:\n{serial}");
+        at += found.unwrap_or(0);
+    }
+    assert!(
+        serial.contains(&format!("a BMC virtual NIC ({USB_NET_ID})")),
+        "the USB NIC was not skipped as a BMC NIC; serial:\n{serial}"
+    );
+    assert!(serial.contains("bty-netboot: the agent's screen is /dev/tty1"), "{serial}");
     // The agent reboots; with -no-reboot QEMU then exits. Wait for that before reading the disk.
     let start = Instant::now();
     while !vm.exited() && start.elapsed() < Duration::from_secs(60) {
@@ -383,7 +418,7 @@ fn pxe_flash_with_ovmf() {
     std::fs::copy(OVMF_VARS, &vars).unwrap();
     let log = dir.path().join("serial.log");
     let mut vm = Vm::start(&qemu, port_of(&s), &disk, &log, Some(&vars));
-    let finished = vm.wait(|v| v.serial().contains("bty agent: rebooting"));
+    let finished = vm.wait(|v| v.serial().contains("bty: done"));
     keep_log(&vm, "uefi-boot1.log");
     assert!(
         finished,

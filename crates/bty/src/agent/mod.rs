@@ -7,8 +7,12 @@
 //! On a failed flash it posts `failed` with the stage and reason, shows the error, and tries
 //! again up to `--retries` times; then, at a terminal, it waits for the operator instead of
 //! rebooting into another attempt (no reboot loops); without a terminal it exits 1.
+//!
+//! Its screen is where the netboot `init` put it (the monitor, tty1, unless `bty.console=`
+//! names a port); every other serial console gets line markers (see [`markers`]).
 
 mod inventory;
+pub mod markers;
 mod server;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -18,12 +22,13 @@ use std::time::Duration;
 
 use bty_image::digest::Sha256Digest;
 use bty_image::flash::preflight;
-use bty_image::{CancelToken, FlashOptions, Progress, Target, ZeroMode, flash, inspect};
+use bty_image::{CancelToken, FlashOptions, Progress, Stage, Target, ZeroMode, flash, inspect};
 use bty_proto::{FlashProgress, InventoryPost, Mac};
 use bty_proto::plan::Plan;
 use bty_source::HttpClient;
 use bty_source::resolve::{ResolveOptions, resolve};
 
+use self::markers::{Markers, Measure};
 use self::server::Server;
 use crate::exit;
 
@@ -49,6 +54,16 @@ pub fn from_cmdline(cmdline: &str) -> (Option<String>, Option<String>) {
     (server, mac)
 }
 
+/// The terminal the agent's screen is on: `bty.console=ttyS0` names one, else the monitor.
+pub fn screen_tty(cmdline: &str) -> std::path::PathBuf {
+    let name = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bty.console="))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("tty1");
+    std::path::Path::new("/dev").join(name)
+}
+
 /// The kernel command line (in debug and test builds `BTY_TEST_CMDLINE` may replace it).
 pub fn kernel_cmdline() -> String {
     #[cfg(debug_assertions)]
@@ -71,7 +86,11 @@ pub fn run(args: AgentArgs) -> u8 {
         }
     };
     let server = Server::new(&args.server, &mac, args.wait);
+    let cmdline = kernel_cmdline();
+    let markers = Markers::for_this_machine(&cmdline, &screen_tty(&cmdline));
+    markers.say(&format!("start v{} mac {mac}", env!("CARGO_PKG_VERSION")));
     say(&format!("server {} mac {mac}", server.base));
+    markers.say("stage inventory");
 
     let disks = inventory::disks();
     let body = InventoryPost {
@@ -91,24 +110,29 @@ pub fn run(args: AgentArgs) -> u8 {
         say(&format!("posting the inventory failed: {e}"));
         return operator_or_exit(&args, "inventory", &e.to_string());
     }
+    markers.say("stage plan");
     let plan = match server.get_plan() {
         Ok(p) => p,
         Err(e) => {
             say(&format!("getting the plan failed: {e}"));
+            markers.say(&format!("failed: plan: {e}"));
             return operator_or_exit(&args, "plan", &e.to_string());
         }
     };
     match plan {
         Plan::Exit => {
             say("plan: exit");
+            markers.say("done (plan: exit)");
             exit::OK
         }
         Plan::Inventory => {
             say("plan: inventory (posted)");
+            markers.say("done (inventory posted)");
             finish(&args)
         }
         Plan::Interactive { catalog } => {
             say(&format!("plan: interactive, catalog {catalog}"));
+            markers.say("stage wizard");
             crate::wizard::run(crate::wizard::WizardArgs {
                 catalog: Some(catalog),
                 ..Default::default()
@@ -125,8 +149,10 @@ pub fn run(args: AgentArgs) -> u8 {
             say(&format!(
                 "plan: flash {name} ({image}) onto the disk with serial {target_disk_serial}"
             ));
+            markers.say(&format!("stage flash {name}"));
             if let Some(why) = arch_mismatch(arch.as_deref()) {
                 say(&format!("FLASH REFUSED: {why}; nothing was written"));
+                markers.say(&format!("failed: checking the image: {why}"));
                 server.report_failed("checking the image", &why);
                 return operator_or_exit(&args, "checking the image", &why);
             }
@@ -138,9 +164,10 @@ pub fn run(args: AgentArgs) -> u8 {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match job.run(&server) {
+                match job.run(&server, &markers) {
                     Ok(summary) => {
                         say(&summary);
+                        markers.say("done");
                         if let Err(e) = server.report_done() {
                             say(&format!("reporting done failed: {e}"));
                         }
@@ -148,6 +175,7 @@ pub fn run(args: AgentArgs) -> u8 {
                     }
                     Err((stage, reason)) => {
                         say(&format!("FLASH FAILED while {stage}: {reason}"));
+                        markers.say(&format!("failed: {stage}: {reason}"));
                         server.report_failed(stage, &reason);
                         if attempt > args.retries {
                             return operator_or_exit(&args, stage, &reason);
@@ -167,6 +195,22 @@ fn arch_mismatch(image_arch: Option<&str>) -> Option<String> {
     let here = bty_proto::arch::this_machine();
     let wanted = bty_proto::arch::canonical(image).unwrap_or(image);
     (wanted != here).then(|| format!("the image is built for {wanted}, this machine is {here}"))
+}
+
+/// The image size the write markers count against: the known one; once writing ended, what
+/// was written; while a compressed stream of unknown decoded size is written, an estimate
+/// from the download's share so far, kept above what was written (100 % is said only at the
+/// end).
+fn write_total(p: &Progress) -> Option<u64> {
+    if p.total.is_some() {
+        return p.total;
+    }
+    if matches!(p.stage, Stage::Syncing | Stage::Verifying | Stage::Done) {
+        return Some(p.bytes_written);
+    }
+    let read = p.bytes_read.max(1);
+    let est = (u128::from(p.bytes_written) * u128::from(p.source_size?) / u128::from(read)) as u64;
+    Some(est.max(p.bytes_written + 1))
 }
 
 /// Done: reboot (unless `--no-reboot`).
@@ -221,7 +265,7 @@ type Failure = (&'static str, String);
 
 impl FlashJob {
     /// Find the disk, write the image, verify the published digest; a summary line.
-    fn run(&self, server: &Server) -> Result<String, Failure> {
+    fn run(&self, server: &Server, markers: &Markers) -> Result<String, Failure> {
         let all = inventory::disks();
         let matching: Vec<_> = all
             .iter()
@@ -293,7 +337,16 @@ impl FlashJob {
         ));
         let latest: Mutex<Option<Progress>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
+        let stage = Mutex::new(None);
         let sink = |p: &Progress| {
+            if let Ok(mut s) = stage.lock()
+                && *s != Some(p.stage)
+            {
+                *s = Some(p.stage);
+                markers.say(&format!("stage {}", p.stage.label()));
+            }
+            markers.progress(Measure::Download, p.bytes_read, p.source_size);
+            markers.progress(Measure::Write, p.bytes_written, write_total(p));
             if let Ok(mut l) = latest.lock() {
                 *l = Some(p.clone());
             }

@@ -87,8 +87,14 @@ mod tests {
     #[test]
     fn finds_the_alternate_header() {
         let len = 100 << 20;
-        assert_eq!(alternate_header(&header_at(512, 2047), len), Some((2047 * 512, 512)));
-        assert_eq!(alternate_header(&header_at(4096, 255), len), Some((255 * 4096, 4096)));
+        assert_eq!(
+            alternate_header(&header_at(512, 2047), len),
+            Some((2047 * 512, 512))
+        );
+        assert_eq!(
+            alternate_header(&header_at(4096, 255), len),
+            Some((255 * 4096, 4096))
+        );
         // Past the end, absurd or missing: nothing to clear.
         assert_eq!(alternate_header(&header_at(512, u64::MAX), len), None);
         assert_eq!(alternate_header(&header_at(512, len / 512), len), None);

@@ -212,7 +212,10 @@ pub fn flash(
     // is reported — whoever sees the flash under way may cut the power.
     let disarmed = disarm(target).map_err(|e| {
         fail(FlashFailure::Io {
-            what: format!("clearing the old partition tables of {}", target.path().display()),
+            what: format!(
+                "clearing the old partition tables of {}",
+                target.path().display()
+            ),
             source: e,
         })
     })?;

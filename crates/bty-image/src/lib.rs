@@ -16,6 +16,7 @@ pub mod cancel;
 pub mod decode;
 pub mod digest;
 pub mod disarm;
+mod emit;
 pub mod error;
 pub mod flash;
 pub mod format;
@@ -29,7 +30,6 @@ pub mod source;
 pub mod target;
 pub mod tree;
 pub mod verify;
-mod emit;
 pub mod writer;
 pub mod zeroscan;
 

@@ -214,7 +214,10 @@ mod tests {
             }
             at += n;
             assert!(w.tail.len() as u64 <= HOLD_TAIL);
-            assert_eq!(w.tail_start + w.tail.len() as u64, w.offset().max(HOLD_BACK));
+            assert_eq!(
+                w.tail_start + w.tail.len() as u64,
+                w.offset().max(HOLD_BACK)
+            );
         }
         // Before finish: neither end of the image is on the target.
         let before = std::fs::read(&path).unwrap();

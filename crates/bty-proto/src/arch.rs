@@ -54,14 +54,26 @@ mod tests {
         assert_eq!(canonical("AMD64"), Some("x86_64"));
         assert_eq!(canonical("arm64"), Some("aarch64"));
         assert_eq!(canonical("sparc"), None);
-        assert_eq!(guess_from_name("debian-12-generic-amd64.img.zst"), Some("x86_64"));
-        assert_eq!(guess_from_name("bty-netboot-pc-x86_64-v0.77.2.img"), Some("x86_64"));
-        assert_eq!(guess_from_name("oras://ghcr.io/x/ubuntu-arm64:24.04"), Some("aarch64"));
+        assert_eq!(
+            guess_from_name("debian-12-generic-amd64.img.zst"),
+            Some("x86_64")
+        );
+        assert_eq!(
+            guess_from_name("bty-netboot-pc-x86_64-v0.77.2.img"),
+            Some("x86_64")
+        );
+        assert_eq!(
+            guess_from_name("oras://ghcr.io/x/ubuntu-arm64:24.04"),
+            Some("aarch64")
+        );
         assert_eq!(guess_from_name("rpi.aarch64.raw.xz"), Some("aarch64"));
         assert_eq!(guess_from_name("disk.img"), None);
         // Two different architectures named: no guess.
         assert_eq!(guess_from_name("multi-amd64-arm64.img"), None);
-        assert_eq!(this_machine(), canonical(std::env::consts::ARCH).unwrap_or("?"));
+        assert_eq!(
+            this_machine(),
+            canonical(std::env::consts::ARCH).unwrap_or("?")
+        );
         assert!(is_valid("x86_64") && !is_valid("") && !is_valid("x 86"));
     }
 }

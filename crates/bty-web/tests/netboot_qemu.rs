@@ -153,15 +153,15 @@ impl Vm {
             }
         }
         cmd.arg("-drive")
-        .arg(format!("file={},format=raw,if=none,id=t0", disk.display()))
-        .args([
-            "-device",
-            "virtio-blk-pci,drive=t0,serial=BTYTEST,bootindex=2",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+            .arg(format!("file={},format=raw,if=none,id=t0", disk.display()))
+            .args([
+                "-device",
+                "virtio-blk-pci,drive=t0,serial=BTYTEST,bootindex=2",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if let Some(vars) = uefi {
             cmd.arg("-drive")
                 .arg(format!(
@@ -287,7 +287,11 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     let mut vm = Vm::start_with(&qemu, None, &disk, &log, None);
     let booted = vm.wait(|v| v.serial().contains(OLD_MARKER));
     keep_log(&vm, "bios-boot0.log");
-    assert!(booted, "the old image did not boot; serial:\n{}", vm.serial());
+    assert!(
+        booted,
+        "the old image did not boot; serial:\n{}",
+        vm.serial()
+    );
     drop(vm);
 
     // Boot 1: the power is cut at the first progress report the server sees.
@@ -302,10 +306,16 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     let mut vm = Vm::start_with(&qemu, None, &disk, &log, None);
     let settled = vm.wait(|v| {
         let t = v.serial();
-        t.contains(OLD_MARKER) || t.contains("not a bootable disk") || t.contains("No bootable device")
+        t.contains(OLD_MARKER)
+            || t.contains("not a bootable disk")
+            || t.contains("No bootable device")
     });
     keep_log(&vm, "bios-boot1-disk-only.log");
-    assert!(settled, "the disk-only boot never ended; serial:\n{}", vm.serial());
+    assert!(
+        settled,
+        "the disk-only boot never ended; serial:\n{}",
+        vm.serial()
+    );
     assert!(
         !vm.serial().contains(OLD_MARKER),
         "the old image booted after a power cut mid-flash; serial:\n{}",
@@ -340,14 +350,20 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
         "bty: done",
     ] {
         let found = serial[at..].find(marker);
-        assert!(found.is_some(), "{marker:?} missing or out of order; serial:\n{serial}");
+        assert!(
+            found.is_some(),
+            "{marker:?} missing or out of order; serial:\n{serial}"
+        );
         at += found.unwrap_or(0);
     }
     assert!(
         serial.contains(&format!("a BMC virtual NIC ({USB_NET_ID})")),
         "the USB NIC was not skipped as a BMC NIC; serial:\n{serial}"
     );
-    assert!(serial.contains("bty-netboot: the agent's screen is /dev/tty1"), "{serial}");
+    assert!(
+        serial.contains("bty-netboot: the agent's screen is /dev/tty1"),
+        "{serial}"
+    );
     // The agent reboots; with -no-reboot QEMU then exits. Wait for that before reading the disk.
     let start = Instant::now();
     while !vm.exited() && start.elapsed() < Duration::from_secs(60) {

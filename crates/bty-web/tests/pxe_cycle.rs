@@ -19,6 +19,9 @@ enum Step {
     Plan(&'static str),
     Done,
     Failed,
+    /// Upstream 0.61+'s `POST /status` with `done` / `failed`.
+    StatusDone,
+    StatusFailed,
     Inventory,
     Restart,
 }
@@ -126,6 +129,15 @@ impl Lab {
                     );
                     assert_eq!(r.status, 204, "{}", r.body);
                 }
+                StatusDone | StatusFailed => {
+                    let body = if matches!(*step, StatusDone) {
+                        json!({"status": "done"})
+                    } else {
+                        json!({"status": "failed", "reason": "write: I/O error"})
+                    };
+                    let r = c.json("POST", &format!("/pxe/{mac}/status"), &body);
+                    assert_eq!(r.status, 204, "{what}: {}", r.body);
+                }
                 Inventory => {
                     let r = c.json(
                         "POST",
@@ -208,6 +220,47 @@ fn flash_cycles() {
                 Pxe(Chain),
                 Fetch,
                 Done,
+                Pxe(Disk),
+            ],
+        ),
+        (
+            "0.77 wire: flash-once completed through /status, then the disk",
+            "bty-flash-once",
+            vec![
+                Pxe(Chain),
+                Fetch,
+                Plan("flash"),
+                StatusDone,
+                Pxe(Disk),
+                Restart,
+                Pxe(Disk),
+            ],
+        ),
+        (
+            "0.77 wire: flash-always cycles end with /status done",
+            "bty-flash-always",
+            vec![
+                Pxe(Chain),
+                Fetch,
+                StatusDone,
+                Pxe(Disk),
+                Pxe(Chain),
+                Fetch,
+                StatusDone,
+                Pxe(Disk),
+                Pxe(Chain),
+            ],
+        ),
+        (
+            "0.77 wire: /status failed ends the cycle without a completion",
+            "bty-flash-once",
+            vec![
+                Pxe(Chain),
+                Fetch,
+                StatusFailed,
+                Pxe(Chain),
+                Fetch,
+                StatusDone,
                 Pxe(Disk),
             ],
         ),

@@ -51,13 +51,21 @@ fn scripts_follow_the_host_or_the_public_url() {
         "#!ipxe\nchain http://bty.lab:8080/pxe/${mac:hexhyp} || exit\n"
     );
     let r = c.get("/pxe/52:54:00:12:34:57");
-    assert!(r.body.contains("kernel ${bty-base}/boot/bty-netboot-x86_64-v0.47.0.vmlinuz?mac=52:54:00:12:34:57 boot=live fetch=${bty-base}/boot/bty-netboot-x86_64-v0.47.0.squashfs components "), "{}", r.body);
+    // By default the newest upstream's names and serial consoles.
+    assert!(r.body.contains("kernel ${bty-base}/boot/bty-netboot-pc-x86_64-v0.77.2.vmlinuz?mac=52:54:00:12:34:57 boot=live fetch=${bty-base}/boot/bty-netboot-pc-x86_64-v0.77.2.squashfs components console=tty0 console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0,115200 modprobe.blacklist=nouveau,rndis_host "), "{}", r.body);
     assert!(
         r.body
             .contains("bty.server=${bty-base} bty.mac=52:54:00:12:34:57")
     );
     let plan = c.get("/pxe/52:54:00:12:34:57/plan").json();
     assert_eq!(plan, json!({"mode": "inventory"}));
+    // An 0.47 netboot set: its names and command line.
+    let s = Server::start_with(&[
+        ("BTY_NETBOOT_PRESET", "upstream-live"),
+        ("BTY_NETBOOT_UPSTREAM_VERSION", "0.47.0"),
+    ]);
+    let r = s.client().get("/pxe/52:54:00:12:34:58");
+    assert!(r.body.contains("kernel ${bty-base}/boot/bty-netboot-x86_64-v0.47.0.vmlinuz?mac=52:54:00:12:34:58 boot=live fetch=${bty-base}/boot/bty-netboot-x86_64-v0.47.0.squashfs components console=tty0 console=ttyS0,115200 modprobe.blacklist=nouveau plymouth"), "{}", r.body);
 }
 
 #[test]
@@ -266,6 +274,14 @@ fn inventory_done_failed_and_progress() {
         &json!({"bytes_done": 1100}),
     );
     assert_eq!(r.status, 429);
+    // Fields a newer agent adds are ignored, not refused (the download side is kept).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = c.json(
+        "POST",
+        &format!("/pxe/{mac}/progress"),
+        &json!({"bytes_done": 1000, "bytes_total": 4000, "bytes_read": 700, "read_total": 2000, "from_the_future": 1}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
     let p = admin.get(&format!("/machines/{mac}")).json()["flash_progress"].clone();
     assert_eq!(
         (p["bytes_done"].as_u64(), p["bytes_total"].as_u64()),
@@ -283,15 +299,17 @@ fn inventory_done_failed_and_progress() {
         admin.get(&format!("/machines/{mac}")).json()["flash_progress"],
         json!(null)
     );
-    let ev = admin
-        .get(&format!(
-            "/events?kind=machine.flash.failed&subject_id={mac}"
-        ))
-        .json();
-    assert_eq!(
-        ev["events"][0]["details"],
-        json!({"stage": "writing", "reason": "EIO"})
-    );
+    // Upstream's spelling; the old one still filters.
+    for kind in ["machine.flash_failed", "machine.flash.failed"] {
+        let ev = admin
+            .get(&format!("/events?kind={kind}&subject_id={mac}"))
+            .json();
+        assert_eq!(ev["events"][0]["kind"], "machine.flash_failed");
+        assert_eq!(
+            ev["events"][0]["details"],
+            json!({"stage": "writing", "reason": "EIO"})
+        );
+    }
     assert_eq!(
         c.request("POST", &format!("/pxe/{mac}/done"), &[], None)
             .status,
@@ -422,4 +440,55 @@ fn a_thousand_first_contacts_at_once() {
         admin.get("/machines").json().as_array().unwrap().len(),
         1000
     );
+}
+
+#[test]
+fn the_status_route_of_upstream_0_77() {
+    let s = Server::start();
+    let mut c = s.client();
+    let mut admin = s.signed_in("bty-lab");
+    let mac = "52:54:00:77:00:01";
+    // Unknown machine: 404 with upstream's text (agents tell it from a missing route by it).
+    let r = c.json(
+        "POST",
+        &format!("/pxe/{mac}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no machine record"), "{}", r.body);
+    assert_eq!(c.get(&format!("/pxe/{mac}/plan")).status, 200);
+    // Exactly upstream's model: unknown keys or values, an over-long reason → 422.
+    for bad in [
+        json!({"status": "done", "stage": "writing"}),
+        json!({"status": "finished"}),
+        json!({"reason": "x"}),
+        json!({"status": "failed", "reason": "é".repeat(501)}),
+        json!(["done"]),
+    ] {
+        let r = c.json("POST", &format!("/pxe/{mac}/status"), &bad);
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+    }
+    // 500 characters (multi-byte) are accepted and recorded whole.
+    let reason = format!("write: {}", "é".repeat(493));
+    let r = c.json(
+        "POST",
+        &format!("/pxe/{mac}/status"),
+        &json!({"status": "failed", "reason": reason}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let m = admin.get(&format!("/machines/{mac}")).json();
+    assert!(m["last_failed_at"].is_string(), "{m}");
+    let ev = admin
+        .get(&format!(
+            "/events?kind=machine.flash_failed&subject_id={mac}"
+        ))
+        .json();
+    assert_eq!(ev["events"][0]["details"]["reason"], json!(reason));
+    let r = c.json(
+        "POST",
+        &format!("/pxe/{mac}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(admin.get(&format!("/machines/{mac}")).json()["last_flashed_at"].is_string());
 }

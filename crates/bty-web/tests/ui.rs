@@ -211,7 +211,11 @@ fn scripted_logout_needs_no_token_but_a_wrong_one_is_refused() {
     // With the cookie and no token, as a script signs out of upstream: 303, session revoked.
     let r = c.form("/ui/logout", &[]);
     assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
-    assert_eq!(replay.get("/machines").status, 401, "the cookie was revoked");
+    assert_eq!(
+        replay.get("/machines").status,
+        401,
+        "the cookie was revoked"
+    );
     // An empty body without a form content type works too.
     let mut d = s.signed_in("bty-lab");
     let mut d2 = s.client();

@@ -69,11 +69,18 @@ fn read_at(path: &Path, off: usize, len: usize) -> Vec<u8> {
 /// is left.
 fn killed_mid_flash(target: &Path, old: &[u8], new: &[u8], feed: usize, what: &str) {
     let old_alt = alternate_lba(old) as usize * 512;
-    assert!(old_alt > MIB && old_alt < TARGET - MIB, "{what}: test setup");
+    assert!(
+        old_alt > MIB && old_alt < TARGET - MIB,
+        "{what}: test setup"
+    );
     old_layout(target, old);
     assert_eq!(&read_at(target, 510, 2), &[0x55, 0xAA], "{what}: setup");
     assert_eq!(&read_at(target, old_alt, 8), b"EFI PART", "{what}: setup");
-    assert_eq!(&read_at(target, TARGET - 512, 8), b"EFI PART", "{what}: setup");
+    assert_eq!(
+        &read_at(target, TARGET - 512, 8),
+        b"EFI PART",
+        "{what}: setup"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("image.fifo");
@@ -109,7 +116,10 @@ fn killed_mid_flash(target: &Path, old: &[u8], new: &[u8], feed: usize, what: &s
     let len = received as usize - MIB - mid;
     let deadline = Instant::now() + Duration::from_secs(60);
     while read_at(target, mid, len) != new[mid..mid + len] {
-        assert!(Instant::now() < deadline, "{what}: data never reached the target");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: data never reached the target"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
@@ -117,7 +127,11 @@ fn killed_mid_flash(target: &Path, old: &[u8], new: &[u8], feed: usize, what: &s
     drop(feeder);
 
     let mbr = read_at(target, 0, 512);
-    assert_ne!(&mbr[510..512], &[0x55, 0xAA], "{what}: a boot signature survived");
+    assert_ne!(
+        &mbr[510..512],
+        &[0x55, 0xAA],
+        "{what}: a boot signature survived"
+    );
     for (name, at) in [
         ("LBA 1", 512),
         ("the last LBA", TARGET - 512),
@@ -139,10 +153,22 @@ fn scenarios(target: &Path, kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let old = gpt_image(dir.path(), "old.img", OLD_IMAGE, 1);
     let smaller = gpt_image(dir.path(), "small.img", 20 * MIB, 2);
-    killed_mid_flash(target, &old, &smaller, 14 * MIB, &format!("{kind}, smaller image"));
+    killed_mid_flash(
+        target,
+        &old,
+        &smaller,
+        14 * MIB,
+        &format!("{kind}, smaller image"),
+    );
     // The whole same-size image is fed; only the missing end of the stream holds it back.
     let same = gpt_image(dir.path(), "same.img", TARGET, 3);
-    killed_mid_flash(target, &old, &same, TARGET, &format!("{kind}, same-size image"));
+    killed_mid_flash(
+        target,
+        &old,
+        &same,
+        TARGET,
+        &format!("{kind}, same-size image"),
+    );
 }
 
 #[test]

@@ -188,6 +188,8 @@ pub fn binding_refusal(
 
 /// Whether two architecture names are the same one (`amd64` is `x86_64`).
 pub fn same_arch(a: &str, b: &str) -> bool {
-    let canon = |s: &str| bty_proto::arch::canonical(s).map_or_else(|| s.to_ascii_lowercase(), str::to_string);
+    let canon = |s: &str| {
+        bty_proto::arch::canonical(s).map_or_else(|| s.to_ascii_lowercase(), str::to_string)
+    };
     canon(a) == canon(b)
 }

@@ -66,8 +66,9 @@ fn upstream_layout(version: &str) -> (String, String) {
     } else {
         CONSOLES
     };
-    let cmdline =
-        format!("boot=live fetch={{base}}/boot/{stem}.squashfs components {consoles} {UPSTREAM_LIVE}");
+    let cmdline = format!(
+        "boot=live fetch={{base}}/boot/{stem}.squashfs components {consoles} {UPSTREAM_LIVE}"
+    );
     (stem, cmdline)
 }
 
@@ -150,14 +151,21 @@ mod tests {
         assert_eq!(renamed.kernel, "bty-netboot-pc-x86_64-v0.53.0.vmlinuz");
         assert!(!renamed.cmdline.contains("ttyS1"));
         let sol = Netboot::new("upstream-live", "0.55.2", None, None, None).unwrap();
-        assert!(sol.cmdline.contains("console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0,115200"));
+        assert!(
+            sol.cmdline
+                .contains("console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0,115200")
+        );
         assert!(!sol.cmdline.contains("rndis_host"));
-        let new = Netboot::new("upstream-live", DEFAULT_UPSTREAM_VERSION, None, None, None).unwrap();
+        let new =
+            Netboot::new("upstream-live", DEFAULT_UPSTREAM_VERSION, None, None, None).unwrap();
         assert_eq!(new.initrd, "bty-netboot-pc-x86_64-v0.77.2.initrd");
         assert!(new.cmdline.contains(
             "/boot/bty-netboot-pc-x86_64-v0.77.2.squashfs components console=tty0 console=ttyS1,115200"
         ));
-        assert!(new.cmdline.contains("modprobe.blacklist=nouveau,rndis_host"));
+        assert!(
+            new.cmdline
+                .contains("modprobe.blacklist=nouveau,rndis_host")
+        );
         assert_eq!(version_of("0.55.10"), (0, 55, 10));
         assert!(version_of("0.55.10") > version_of("0.55.2"));
         assert_eq!(version_of("garbage").0, u64::MAX);

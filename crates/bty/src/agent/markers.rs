@@ -21,9 +21,10 @@ pub fn serial_consoles(cmdline: &str, active: &str, screen: &Path) -> Vec<PathBu
         .map(|c| c.split(',').next().unwrap_or(c));
     let mut out: Vec<PathBuf> = Vec::new();
     for n in named.chain(active.split_whitespace()) {
-        let serial = ["ttyS", "ttyAMA", "ttyUSB", "hvc"]
-            .iter()
-            .any(|p| n.strip_prefix(p).is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit())));
+        let serial = ["ttyS", "ttyAMA", "ttyUSB", "hvc"].iter().any(|p| {
+            n.strip_prefix(p)
+                .is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()))
+        });
         let p = Path::new("/dev").join(n);
         if serial && p != screen && !out.contains(&p) {
             out.push(p);
@@ -128,9 +129,13 @@ mod tests {
 
     #[test]
     fn consoles_from_the_active_list() {
-        let cmdline = "quiet console=tty0 console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0";
+        let cmdline =
+            "quiet console=tty0 console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0";
         let got = serial_consoles(cmdline, "tty0 ttyS1\n", Path::new("/dev/tty1"));
-        assert_eq!(got, vec![PathBuf::from("/dev/ttyS1"), PathBuf::from("/dev/ttyS0")]);
+        assert_eq!(
+            got,
+            vec![PathBuf::from("/dev/ttyS1"), PathBuf::from("/dev/ttyS0")]
+        );
         // The screen moved to a serial port is left out of the markers.
         let got = serial_consoles("console=ttyS0", "tty0 ttyS0", Path::new("/dev/ttyS0"));
         assert!(got.is_empty());

@@ -218,7 +218,9 @@ impl Server {
                 if !body.contains(UNKNOWN_MACHINE)
                     && self.status_route.load(Ordering::Relaxed) == STATUS_UNTRIED =>
             {
-                eprintln!("bty agent: the server has no status route (an older server); using done/failed");
+                eprintln!(
+                    "bty agent: the server has no status route (an older server); using done/failed"
+                );
                 self.status_route.store(STATUS_MISSING, Ordering::Relaxed);
                 Ok(false)
             }
@@ -258,7 +260,9 @@ impl Server {
     /// unknown progress fields).
     pub fn post_progress(&self, p: &FlashProgress) {
         if !self.lean_progress.load(Ordering::Relaxed) {
-            let answer = self.client.post_json(&self.url("/progress"), &to_json(p), 4096);
+            let answer = self
+                .client
+                .post_json(&self.url("/progress"), &to_json(p), 4096);
             if !matches!(answer, Ok((422, _))) {
                 return self.settle("/progress", answer);
             }

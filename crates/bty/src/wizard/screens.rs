@@ -156,7 +156,9 @@ fn images(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
     let list = app.visible_images();
     let w = table.width as usize;
-    let name_w = w.saturating_sub(2 + 1 + 16 + 1 + 7 + 1 + 10 + 1 + 14).max(10);
+    let name_w = w
+        .saturating_sub(2 + 1 + 16 + 1 + 7 + 1 + 10 + 1 + 14)
+        .max(10);
     let mut lines = vec![Line::from(Span::styled(
         format!(
             "  {:name_w$} {:16} {:7} {:>10} {:14}",

@@ -23,6 +23,53 @@ pub fn web_bin() -> PathBuf {
     bin
 }
 
+/// Sign in with the default password; the agent and the session cookie.
+fn sign_in(base: &str) -> (ureq::Agent, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{base}/ui/login"))
+        .send_form([("password", "bty-lab")])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "sign-in at {base}");
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    (agent, cookie)
+}
+
+/// A free port on 127.0.0.1 for a server that cannot be told to take port 0 (upstream's).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The venv with upstream's bty-lab `version` (made once, cached outside the clone).
+pub fn upstream_venv(version: &str) -> PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream/venv.sh");
+    let out = Command::new("sh")
+        .arg(script)
+        .arg(version)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/upstream/venv.sh");
+    assert!(
+        out.status.success(),
+        "making the bty-lab {version} venv failed"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 pub struct Web {
     pub base: String,
     pub state: tempfile::TempDir,
@@ -32,6 +79,46 @@ pub struct Web {
 }
 
 impl Web {
+    /// Upstream's bty-web of `version` from PyPI, on 127.0.0.1 with fresh state, signed in.
+    pub fn upstream(version: &str) -> Web {
+        let venv = upstream_venv(version);
+        let state = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(venv.join("bin/bty-web"))
+            .arg("--config")
+            .arg(state.path().join("none.toml"))
+            .env("BTY_SERVER_HOST", "127.0.0.1")
+            .env("BTY_SERVER_PORT", port.to_string())
+            .env("BTY_PATHS_STATE_DIR", state.path())
+            .env_remove("BTY_ADMIN_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start upstream bty-web");
+        let base = format!("http://127.0.0.1:{port}");
+        let probe: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        // Bounds a hang at start-up (Python imports), does not measure speed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while probe.get(&format!("{base}/healthz")).call().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "upstream bty-web {version} did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let (agent, cookie) = sign_in(&base);
+        Web {
+            base,
+            state,
+            child,
+            cookie,
+            agent,
+        }
+    }
+
     /// Start on `port` (0: any free port).
     pub fn start(port: u16) -> Web {
         let state = tempfile::tempdir().unwrap();
@@ -55,26 +142,7 @@ impl Web {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
-        let resp = agent
-            .post(&format!("{base}/ui/login"))
-            .send_form([("password", "bty-lab")])
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 303);
-        let cookie = resp
-            .headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let (agent, cookie) = sign_in(&base);
         Web {
             base,
             state,

@@ -152,9 +152,16 @@ fn a_wrong_digest_is_reported_and_the_disk_wiped() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("FLASH FAILED"), "{}", stderr(&out));
-    let failed = events(&web, mac, "machine.flash.failed");
+    // Reported through /status: the stage is folded into the reason.
+    let failed = events(&web, mac, "machine.flash_failed");
     assert_eq!(failed.len(), 3, "first attempt and two retries");
-    assert_eq!(failed[0]["details"]["stage"], "writing");
+    assert!(
+        failed[0]["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("writing: "),
+        "{failed:?}"
+    );
     assert!(
         failed[0]["details"]["reason"]
             .as_str()
@@ -191,9 +198,10 @@ fn missing_and_duplicated_serials_are_refused() {
             && err.contains("S-B"),
         "{err}"
     );
-    assert_eq!(
-        events(&web, mac, "machine.flash.failed")[0]["details"]["stage"],
-        "finding the disk"
+    let reason = events(&web, mac, "machine.flash_failed")[0]["details"]["reason"].clone();
+    assert!(
+        reason.as_str().unwrap().starts_with("finding the disk: "),
+        "{reason}"
     );
 
     let mac = "52:54:00:aa:00:04";

@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(
             chain,
             "#!ipxe\n# bty-web: flash\nset bty-base http://s:1\n\
-             kernel ${bty-base}/boot/bty-netboot-x86_64.vmlinuz?mac=aa:bb:cc:dd:ee:ff console=tty0 console=ttyS0,115200 bty.server=${bty-base} bty.mac=aa:bb:cc:dd:ee:ff initrd=bty-netboot-x86_64.initrd || goto failed\n\
+             kernel ${bty-base}/boot/bty-netboot-x86_64.vmlinuz?mac=aa:bb:cc:dd:ee:ff console=tty0 console=ttyS1,115200 console=ttyS0,115200 earlyprintk=ttyS0,115200 modprobe.blacklist=nouveau,rndis_host bty.server=${bty-base} bty.mac=aa:bb:cc:dd:ee:ff initrd=bty-netboot-x86_64.initrd || goto failed\n\
              initrd ${bty-base}/boot/bty-netboot-x86_64.initrd?mac=aa:bb:cc:dd:ee:ff || goto failed\n\
              boot || goto failed\n:failed\n\
              echo bty: could not start the netboot environment from ${bty-base}; handing back to the firmware\nsleep 5\nexit\n"

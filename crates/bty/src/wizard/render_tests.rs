@@ -60,7 +60,7 @@ fn entry(name: &str, src: &str, origin: &str, size: u64, desc: Option<&str>) -> 
         }),
         size_bytes: Some(size),
         description: desc.map(str::to_string),
-        arch: None,
+        arch: bty_source::catalog::guess_arch(name, src),
         image_ref: format!("ref-{name}"),
         origin: origin.into(),
     }
@@ -93,9 +93,38 @@ fn with_images() -> App {
                 20 << 30,
                 Some("Fedora 41 Server"),
             ),
+            // A netboot bundle beside the images (as nosi publishes): never offered.
+            CatalogEntry {
+                format: Some("tar.gz".into()),
+                ..entry(
+                    "ubuntu-24.04-netboot",
+                    "https://lab.example/img/ubuntu-24.04-netboot.tar.gz",
+                    "https://lab.example/catalog.toml",
+                    1 << 30,
+                    None,
+                )
+            },
         ])),
     });
     app
+}
+
+#[test]
+fn archives_are_not_offered() {
+    let app = with_images();
+    let names: Vec<&str> = app
+        .visible_images()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "debian-13-lab.img.zst",
+            "ubuntu-24.04-server",
+            "fedora-41.qcow2"
+        ]
+    );
 }
 
 fn fixture_disks(image_size: Option<u64>) -> Vec<bty_disk::Classified> {

@@ -431,6 +431,41 @@ mod tests {
     }
 
     #[test]
+    fn terminal_status_wire() {
+        let long = "ü".repeat(600);
+        let f = PxeStatus::failed("writing", &long);
+        let reason = f.reason.clone().unwrap();
+        assert_eq!(reason.chars().count(), PxeStatus::MAX_REASON);
+        assert!(reason.starts_with("writing: üü"));
+        assert!(f.validate().is_ok());
+        assert_eq!(
+            serde_json::to_value(PxeStatus::done()).unwrap(),
+            serde_json::json!({"status": "done"})
+        );
+        assert!(serde_json::from_str::<PxeStatus>(r#"{"status":"done","stage":"x"}"#).is_err());
+        assert!(serde_json::from_str::<PxeStatus>(r#"{"status":"ok"}"#).is_err());
+        let too_long = PxeStatus {
+            status: TerminalStatus::Failed,
+            reason: Some("x".repeat(501)),
+        };
+        assert!(too_long.validate().is_err());
+        // Progress: unknown fields ignored; the download side dropped on request.
+        let p: FlashProgress =
+            serde_json::from_str(r#"{"bytes_done":1,"bytes_read":2,"read_total":3,"new":4}"#)
+                .unwrap();
+        assert_eq!((p.bytes_read, p.read_total), (Some(2), Some(3)));
+        let lean = serde_json::to_value(p.without_download_side()).unwrap();
+        assert!(lean.get("bytes_read").is_none() && lean.get("read_total").is_none());
+        let err = serde_json::from_str::<MachineUpsert>(r#"{"boot_mode":"ramboot"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("diskless") && err.contains("bty-flash-once"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn defaults_and_unknown_fields() {
         let m = upsert("{}").unwrap();
         assert_eq!(m.boot_mode, BootMode::IpxeExit);

@@ -104,6 +104,14 @@ pub async fn import(db: &Db, dir: &Path) -> anyhow::Result<(usize, usize)> {
         let mac =
             Mac::parse(raw).with_context(|| format!("{}: machine {raw:?}", path.display()))?;
         let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        // A mode this server cannot serve is not quietly turned into another one.
+        if text("boot_mode").as_deref() == Some(bty_proto::machine::RAMBOOT) {
+            bail!(
+                "{}: machine {mac}: {}; change its boot_mode in the bundle and import again",
+                path.display(),
+                BootMode::refusal(bty_proto::machine::RAMBOOT)
+            );
+        }
         let binding = MachineUpsert {
             bty_image_ref: text("bty_image_ref"),
             hostname: text("hostname"),

@@ -181,6 +181,29 @@ fn import_reads_upstream_bundles_and_refuses_others() {
         );
         assert_eq!(code, 1, "{bad}: {err}");
     }
+    // An 0.77 bundle with a diskless machine: refused with the reason, nothing imported.
+    let ramboot = json!({"bty_export_version": 3, "machines": [
+        {"mac": "aa:bb:cc:dd:ee:40", "boot_mode": "ramboot", "bty_image_ref": "ab".repeat(32)}
+    ]});
+    std::fs::write(bundle.path().join("inventory.json"), ramboot.to_string()).unwrap();
+    let (code, _, err) = bty_web(
+        state.path(),
+        &["import", bundle.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("aa:bb:cc:dd:ee:40") && err.contains("diskless"),
+        "{err}"
+    );
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM machines WHERE mac = 'aa:bb:cc:dd:ee:40'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
     let empty = tempfile::tempdir().unwrap();
     let (code, _, err) = bty_web(
         state.path(),

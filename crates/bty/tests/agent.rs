@@ -306,3 +306,145 @@ fn an_upstream_server_without_failed_or_progress_routes() {
     assert!(err.contains("FLASH FAILED while writing"), "{err}");
     assert!(err.contains("has no /failed route"), "{err}");
 }
+
+/// A stand-in server that records what the agent posts: 422 for progress carrying the
+/// download side (as bty-web before it did), 204 for other reports, `plan` for the plan.
+fn recording_server(
+    plan: serde_json::Value,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, u16, String)>>>,
+) {
+    use std::io::{Read, Write};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let (head, body) = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(at) = text.find("\r\n\r\n") {
+                    let head = text[..at].to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= at + 4 + len {
+                        break (head, text[at + 4..at + 4 + len].to_string());
+                    }
+                }
+            };
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (status, reply) = if path.ends_with("/plan") {
+                (200, plan.to_string())
+            } else if path.ends_with("/progress") && body.contains("bytes_read") {
+                (
+                    422,
+                    r#"{"detail":"extra fields not permitted"}"#.to_string(),
+                )
+            } else {
+                (204, String::new())
+            };
+            log.lock().unwrap().push((path, status, body));
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (base, seen)
+}
+
+#[test]
+fn progress_without_the_download_side_after_one_refusal() {
+    let files = TestServer::start();
+    let (image, url, sha) = published(&files, 3 * MIB, 21);
+    let mac = "52:54:00:aa:00:21";
+    let plan = json!({"mode": "flash", "image": url, "target_disk_serial": "REC-S1",
+                      "name": "lab.img.zst", "disk_image_sha": sha});
+    let (base, seen) = recording_server(plan);
+    let disk = LoopDev::new(8 * MIB, 22);
+    let out = agent(&base, mac, &format!("{}=REC-S1", disk.path.display()), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same(&disk.read(0, image.len()), &image, "the image");
+    let seen = seen.lock().unwrap().clone();
+    let progress: Vec<&(String, u16, String)> = seen
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("/progress"))
+        .collect();
+    let refused = progress.iter().filter(|(_, s, _)| *s == 422).count();
+    assert_eq!(refused, 1, "one refusal, then lean reports: {progress:?}");
+    assert!(
+        progress
+            .iter()
+            .any(|(_, s, b)| *s == 204 && !b.contains("bytes_read")),
+        "{progress:?}"
+    );
+    // The end of the flash went to /status (this server has it), not /done.
+    let status: Vec<&(String, u16, String)> = seen
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("/status"))
+        .collect();
+    assert_eq!(status.len(), 1, "{seen:?}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&status[0].2).unwrap(),
+        json!({"status": "done"})
+    );
+    assert!(!seen.iter().any(|(p, _, _)| p.ends_with("/done")));
+    // The inventory carried the architecture (this server took it).
+    let inv = seen
+        .iter()
+        .find(|(p, _, _)| p.ends_with("/inventory"))
+        .unwrap();
+    assert!(inv.2.contains("\"arch\""), "{}", inv.2);
+}
+
+#[test]
+fn a_plan_for_another_architecture_is_refused_before_writing() {
+    let files = TestServer::start();
+    let (_, url, sha) = published(&files, 2 * MIB, 23);
+    let other = if cfg!(target_arch = "aarch64") {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let plan = json!({"mode": "flash", "image": url, "target_disk_serial": "ARCH-S1",
+                      "name": "lab.img.zst", "disk_image_sha": sha, "arch": other});
+    let (base, seen) = recording_server(plan);
+    let disk = LoopDev::new(8 * MIB, 24);
+    let before = disk.read(0, disk.size);
+    let out = agent(
+        &base,
+        "52:54:00:aa:00:23",
+        &format!("{}=ARCH-S1", disk.path.display()),
+        &["--retries", "0"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("FLASH REFUSED") && err.contains(other),
+        "{err}"
+    );
+    assert!(disk.read(0, disk.size) == before, "the disk was written");
+    let seen = seen.lock().unwrap().clone();
+    let status = seen
+        .iter()
+        .find(|(p, _, _)| p.ends_with("/status"))
+        .expect("a failed report");
+    let body: serde_json::Value = serde_json::from_str(&status.2).unwrap();
+    assert_eq!(body["status"], "failed");
+    assert!(body["reason"].as_str().unwrap().contains(other), "{body}");
+}

@@ -50,7 +50,12 @@ impl MachineForm {
         let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         let Some(boot_mode) = BootMode::parse(self.boot_mode.trim()) else {
             let mut e = FieldErrors::new();
-            e.insert("boot_mode".into(), "Pick one of the boot modes.".into());
+            let why = if self.boot_mode.trim() == bty_proto::machine::RAMBOOT {
+                BootMode::refusal(bty_proto::machine::RAMBOOT)
+            } else {
+                "Pick one of the boot modes.".into()
+            };
+            e.insert("boot_mode".into(), why);
             return Err(e);
         };
         let labels: Vec<String> = self

@@ -438,4 +438,30 @@ mod tests {
         assert_eq!(m.as_deref(), Some("52:54:00:12:34:56"));
         assert_eq!(from_cmdline("quiet"), (None, None));
     }
+
+    #[test]
+    fn the_screen_is_the_monitor_unless_named() {
+        assert_eq!(
+            screen_tty("quiet console=ttyS0"),
+            std::path::Path::new("/dev/tty1")
+        );
+        assert_eq!(
+            screen_tty("bty.console=ttyS1 console=ttyS0"),
+            std::path::Path::new("/dev/ttyS1")
+        );
+        // Nothing but a device name is taken.
+        assert_eq!(
+            screen_tty("bty.console=../sda"),
+            std::path::Path::new("/dev/tty1")
+        );
+    }
+
+    #[test]
+    fn architecture_checks() {
+        let here = bty_proto::arch::this_machine();
+        assert_eq!(arch_mismatch(None), None);
+        assert_eq!(arch_mismatch(Some(here)), None);
+        let other = if here == "x86_64" { "arm64" } else { "amd64" };
+        assert!(arch_mismatch(Some(other)).is_some());
+    }
 }

@@ -307,14 +307,12 @@ fn an_upstream_server_without_failed_or_progress_routes() {
     assert!(err.contains("has no /failed route"), "{err}");
 }
 
+/// What the stand-in saw: (path, status answered, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, u16, String)>>>;
+
 /// A stand-in server that records what the agent posts: 422 for progress carrying the
 /// download side (as bty-web before it did), 204 for other reports, `plan` for the plan.
-fn recording_server(
-    plan: serde_json::Value,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, u16, String)>>>,
-) {
+fn recording_server(plan: serde_json::Value) -> (String, Seen) {
     use std::io::{Read, Write};
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

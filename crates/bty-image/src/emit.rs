@@ -80,6 +80,41 @@ impl<'t> Emitter<'t> {
         Ok(())
     }
 
+    /// `a` then `b` belong at image offset `base` (the writer's held bytes, then the incoming
+    /// piece). A data run that ends `a` and one that starts `b` go out as one write, so holding
+    /// bytes back does not split the target's I/O.
+    pub(crate) fn data_pair(&mut self, a: &[u8], b: &[u8], base: u64) -> Result<(), FlashFailure> {
+        if a.is_empty() || b.is_empty() {
+            self.data(a, base)?;
+            return self.data(b, base + a.len() as u64);
+        }
+        let b_base = base + a.len() as u64;
+        if self.mode == ZeroMode::Write {
+            self.stats.data_bytes += (a.len() + b.len()) as u64;
+            return self
+                .target
+                .write_pair_at(a, b, base)
+                .map_err(|e| io_fail("writing", self.target, e));
+        }
+        let ra = runs(a, base, self.granule);
+        let rb = runs(b, b_base, self.granule);
+        let joined = matches!((ra.last(), rb.first()), (Some(x), Some(y)) if !x.zero && !y.zero);
+        if !joined {
+            self.data(a, base)?;
+            return self.data(b, b_base);
+        }
+        let (last_a, first_b) = (ra[ra.len() - 1], rb[0]);
+        // Everything of `a` before its last run, then the joined run, then the rest of `b`.
+        self.data(&a[..last_a.start], base)?;
+        self.flush_zero()?;
+        let (pa, pb) = (&a[last_a.start..], &b[..first_b.end]);
+        self.stats.data_bytes += (pa.len() + pb.len()) as u64;
+        self.target
+            .write_pair_at(pa, pb, base + last_a.start as u64)
+            .map_err(|e| io_fail("writing", self.target, e))?;
+        self.data(&b[first_b.end..], b_base + first_b.end as u64)
+    }
+
     /// `n` zero bytes known from metadata belong at image offset `base`.
     pub(crate) fn zeros(&mut self, base: u64, n: u64) -> Result<(), FlashFailure> {
         if n == 0 {

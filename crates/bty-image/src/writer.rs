@@ -72,21 +72,24 @@ impl<'t> Writer<'t> {
         take
     }
 
-    /// Before `n` more bytes join the ring at `self.offset`: write out what of the ring falls
-    /// behind the window, and say how many of the incoming bytes fall behind it too.
-    fn make_room(&mut self, n: u64) -> Result<u64, FlashFailure> {
+    /// Before `n` more bytes join the ring at `self.offset`: how many of the ring's bytes and
+    /// how many of the incoming ones fall behind the window and must go out now.
+    fn behind_window(&self, n: u64) -> (usize, u64) {
         let end = self.offset + n;
         let window = end.saturating_sub(HOLD_TAIL).max(HOLD_BACK);
-        let from_ring = window.min(self.offset) - self.tail_start;
-        if from_ring > 0 {
-            let k = from_ring as usize;
-            self.out.data(&self.tail.as_slice()[..k], self.tail_start)?;
-            let len = self.tail.len();
-            self.tail.as_full_mut().copy_within(k..len, 0);
-            self.tail.set_len(len - k);
-            self.tail_start += from_ring;
+        let from_ring = (window.min(self.offset) - self.tail_start) as usize;
+        (from_ring, window.saturating_sub(self.offset))
+    }
+
+    /// Drop the first `k` bytes of the ring (written out).
+    fn consume_ring(&mut self, k: usize) {
+        if k == 0 {
+            return;
         }
-        Ok(window.saturating_sub(self.offset))
+        let len = self.tail.len();
+        self.tail.as_full_mut().copy_within(k..len, 0);
+        self.tail.set_len(len - k);
+        self.tail_start += k as u64;
     }
 
     /// Accept the next `data` of the image.
@@ -102,8 +105,15 @@ impl<'t> Writer<'t> {
         if data.is_empty() {
             return Ok(());
         }
-        let direct = self.make_room(data.len() as u64)? as usize;
-        self.out.data(&data[..direct], self.offset)?;
+        let (from_ring, direct) = self.behind_window(data.len() as u64);
+        let direct = direct as usize;
+        // The ring's oldest bytes and the incoming ones behind the window, in one go.
+        self.out.data_pair(
+            &self.tail.as_slice()[..from_ring],
+            &data[..direct],
+            self.tail_start,
+        )?;
+        self.consume_ring(from_ring);
         self.offset += direct as u64;
         // Bytes written straight through drained the ring: it restarts behind them.
         self.tail_start = self.offset - self.tail.len() as u64;
@@ -128,7 +138,10 @@ impl<'t> Writer<'t> {
         if n == 0 {
             return Ok(());
         }
-        let direct = self.make_room(n)?;
+        let (from_ring, direct) = self.behind_window(n);
+        self.out
+            .data(&self.tail.as_slice()[..from_ring], self.tail_start)?;
+        self.consume_ring(from_ring);
         self.out.zeros(self.offset, direct)?;
         self.offset += direct;
         self.tail_start = self.offset - self.tail.len() as u64;

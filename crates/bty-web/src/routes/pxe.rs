@@ -317,11 +317,21 @@ pub async fn failed(
     let f: FlashFailed = body(b)?;
     let cut = |v: Option<String>| v.map(|s| s.chars().take(1024).collect::<String>());
     let (stage, reason) = (cut(f.stage), cut(f.reason));
-    let ip = ip.to_string();
+    flash_failed(&s, mac, ip.to_string(), stage, reason).await
+}
+
+/// End the cycle without a completion (`/failed`, `/status` failed).
+async fn flash_failed(
+    s: &AppState,
+    mac: String,
+    ip: String,
+    stage: Option<String>,
+    reason: Option<String>,
+) -> Result<StatusCode, ApiError> {
     let record = move |c: &rusqlite::Connection, m: &str, ip: &str| {
         state::failed(c, m, ip, stage.as_deref(), reason.as_deref())
     };
-    end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
+    end_of_flash(s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
 }
 
 /// Upstream 0.61+'s one terminal report: `{"status": "done"|"failed", "reason"}`, ending the
@@ -340,13 +350,7 @@ pub async fn status(
         TerminalStatus::Done => {
             end_of_flash(&s, mac, ip, "done", state::done, &s.metrics.flashes_done).await
         }
-        TerminalStatus::Failed => {
-            let reason = st.reason;
-            let record = move |c: &rusqlite::Connection, m: &str, ip: &str| {
-                state::failed(c, m, ip, None, reason.as_deref())
-            };
-            end_of_flash(&s, mac, ip, "failed", record, &s.metrics.flashes_failed).await
-        }
+        TerminalStatus::Failed => flash_failed(&s, mac, ip, None, st.reason).await,
     }
 }
 

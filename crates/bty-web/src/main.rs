@@ -9,6 +9,7 @@ mod db;
 mod error;
 mod fetch;
 mod guard;
+mod ops;
 mod portability;
 mod pxe;
 mod retention;

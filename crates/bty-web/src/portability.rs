@@ -17,45 +17,10 @@ use crate::db::{self, Db};
 
 pub const EXPORT_VERSION: i64 = 3;
 
-fn native(v: Option<String>) -> Value {
-    v.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null)
-}
-
 pub async fn export(db: &Db, dir: &Path) -> anyhow::Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (machines, catalog) = db
-        .read(|c| {
-            let mut st = c.prepare(
-                "SELECT mac, known_disks, known_disks_at, hw_lshw, hw_lshw_at, bty_image_ref, boot_mode,
-                        hostname, sanboot_drive, target_disk_serial FROM machines ORDER BY mac",
-            )?;
-            let rows: Vec<(String, Value)> = st
-                .query_map([], |r| {
-                    let mac: String = r.get(0)?;
-                    Ok((mac.clone(), json!({
-                        "mac": mac,
-                        "known_disks": native(r.get(1)?),
-                        "known_disks_at": r.get::<_, Option<String>>(2)?,
-                        "hw_lshw": native(r.get(3)?),
-                        "hw_lshw_at": r.get::<_, Option<String>>(4)?,
-                        "bty_image_ref": r.get::<_, Option<String>>(5)?,
-                        "boot_mode": r.get::<_, String>(6)?,
-                        "hostname": r.get::<_, Option<String>>(7)?,
-                        "sanboot_drive": r.get::<_, Option<String>>(8)?,
-                        "target_disk_serial": r.get::<_, Option<String>>(9)?,
-                    })))
-                })?
-                .collect::<Result<_, _>>()?;
-            let mut machines = Vec::new();
-            for (mac, mut m) in rows {
-                let mut ls = c.prepare_cached("SELECT label FROM machine_labels WHERE mac = ?1 ORDER BY label")?;
-                let labels: Vec<String> = ls.query_map([&mac], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                m["labels"] = json!(labels);
-                machines.push(m);
-            }
-            Ok((machines, db::catalog::list(c)?))
-        })
+        .read(|c| Ok((db::machines::export_rows(c)?, db::catalog::list(c)?)))
         .await?;
     let n = machines.len();
     let doc = json!({
@@ -159,10 +124,7 @@ pub async fn import(db: &Db, dir: &Path) -> anyhow::Result<(usize, usize)> {
         .write(move |c| {
             for (mac, b, disks, disks_at, lshw, lshw_at) in &machines {
                 db::machines::upsert(c, mac, b)?;
-                c.execute(
-                    "UPDATE machines SET known_disks = ?2, known_disks_at = ?3, hw_lshw = ?4, hw_lshw_at = ?5 WHERE mac = ?1",
-                    rusqlite::params![mac, disks, disks_at, lshw, lshw_at],
-                )?;
+                db::machines::set_inventory_blobs(c, mac, [disks, disks_at, lshw, lshw_at])?;
             }
             let mut added = 0;
             for e in &entries {

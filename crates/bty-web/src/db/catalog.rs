@@ -68,3 +68,13 @@ pub fn machines_using(c: &Connection, image_ref: &str) -> rusqlite::Result<Vec<S
         c.prepare_cached("SELECT mac FROM machines WHERE bty_image_ref = ?1 ORDER BY mac")?;
     st.query_map([image_ref], |r| r.get(0))?.collect()
 }
+
+/// The `src` and digest of the entry whose ref or digest is `key` (the `/images` proxy).
+pub fn src_by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<(String, Option<String>)>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached(
+        "SELECT src, disk_image_sha FROM catalog_entries WHERE bty_image_ref = ?1 OR disk_image_sha = ?1 LIMIT 1",
+    )?
+    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+}

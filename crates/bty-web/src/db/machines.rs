@@ -193,3 +193,64 @@ pub fn same_arch(a: &str, b: &str) -> bool {
     };
     canon(a) == canon(b)
 }
+
+/// Machines per boot mode (`/metrics`).
+pub fn count_by_mode(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT boot_mode, COUNT(*) FROM machines GROUP BY boot_mode ORDER BY boot_mode",
+    )?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// A JSON column's text as JSON (null when absent or not JSON).
+fn native(v: Option<String>) -> serde_json::Value {
+    v.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Every machine as the export bundle (upstream's v3 shape, plus labels) holds it.
+pub fn export_rows(c: &Connection) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let mut st = c.prepare(
+        "SELECT mac, known_disks, known_disks_at, hw_lshw, hw_lshw_at, bty_image_ref, boot_mode,
+                hostname, sanboot_drive, target_disk_serial FROM machines ORDER BY mac",
+    )?;
+    let rows: Vec<(String, serde_json::Value)> = st
+        .query_map([], |r| {
+            let mac: String = r.get(0)?;
+            Ok((
+                mac.clone(),
+                serde_json::json!({
+                    "mac": mac,
+                    "known_disks": native(r.get(1)?),
+                    "known_disks_at": r.get::<_, Option<String>>(2)?,
+                    "hw_lshw": native(r.get(3)?),
+                    "hw_lshw_at": r.get::<_, Option<String>>(4)?,
+                    "bty_image_ref": r.get::<_, Option<String>>(5)?,
+                    "boot_mode": r.get::<_, String>(6)?,
+                    "hostname": r.get::<_, Option<String>>(7)?,
+                    "sanboot_drive": r.get::<_, Option<String>>(8)?,
+                    "target_disk_serial": r.get::<_, Option<String>>(9)?,
+                }),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (mac, mut m) in rows {
+        m["labels"] = serde_json::json!(labels(c, &mac)?);
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Set an imported machine's stored inventory: known disks, when, lshw, when.
+pub fn set_inventory_blobs(
+    c: &Connection,
+    mac: &str,
+    [disks, disks_at, lshw, lshw_at]: [&Option<String>; 4],
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE machines SET known_disks = ?2, known_disks_at = ?3, hw_lshw = ?4, hw_lshw_at = ?5 WHERE mac = ?1",
+    )?
+    .execute(rusqlite::params![mac, disks, disks_at, lshw, lshw_at])?;
+    Ok(())
+}

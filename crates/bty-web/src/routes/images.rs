@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_image::ImageSource;
 use bty_source::resolve::{ResolveOptions, resolve};
-use rusqlite::OptionalExtension;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -49,17 +48,9 @@ async fn serve(
         return Err(not_found());
     }
     let k = key.clone();
-    let row: Option<(String, Option<String>)> = s
-        .db
-        .read(move |c| {
-            c.query_row(
-                "SELECT src, disk_image_sha FROM catalog_entries WHERE bty_image_ref = ?1 OR disk_image_sha = ?1 LIMIT 1",
-                [&k],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })
-        .await?;
+    let row: Option<(String, Option<String>)> =
+        s.db.read(move |c| crate::db::catalog::src_by_key(c, &k))
+            .await?;
     let Some((src, digest)) =
         row.filter(|(src, _)| src.to_ascii_lowercase().starts_with("oras://"))
     else {

@@ -70,14 +70,7 @@ fn escape_label(s: &str) -> String {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let modes: Vec<(String, i64)> =
-        s.db.read(|c| {
-            let mut st = c.prepare(
-                "SELECT boot_mode, COUNT(*) FROM machines GROUP BY boot_mode ORDER BY boot_mode",
-            )?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-        })
-        .await?;
+    let modes: Vec<(String, i64)> = s.db.read(crate::db::machines::count_by_mode).await?;
     let m = &s.metrics;
     let mut out = String::new();
     out.push_str("# HELP bty_http_requests_total HTTP answers by route and status.\n# TYPE bty_http_requests_total counter\n");

@@ -1,4 +1,5 @@
-//! HTTP handlers, one module per area.
+//! HTTP handlers of the JSON API and the open routes, one module per area; what they share
+//! with the UI is in [`crate::ops`].
 
 pub mod boot;
 pub mod catalog;

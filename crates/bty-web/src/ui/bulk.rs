@@ -88,7 +88,7 @@ pub async fn apply(
             skipped.push(format!("{} ({why})", m.mac));
             continue;
         }
-        match crate::routes::machines::save(&s, m.mac.clone(), u, ip.clone()).await {
+        match crate::ops::machines::save(&s, m.mac.clone(), u, ip.clone()).await {
             Ok(_) => changed += 1,
             Err(e) => skipped.push(format!("{} ({})", m.mac, e.message())),
         }

@@ -148,7 +148,7 @@ pub async fn add(
         let v = refused(form, FieldErrors::from([("image_url".to_string(), msg)]));
         return page(&s, &session, StatusCode::UNPROCESSABLE_ENTITY, v).await;
     }
-    match crate::routes::catalog::add_entry(&s, form.body(), ip).await {
+    match crate::ops::catalog::add_entry(&s, form.body(), ip).await {
         Ok(e) => Redirect::to(&format!(
             "/ui/images?added={}",
             bty_source::oci::urlencode(&e.name)
@@ -226,7 +226,7 @@ async fn finish_import(
     loaded: bty_source::catalog::Catalog,
     ip: String,
 ) -> Response {
-    match crate::routes::catalog::store_import(s, source, loaded, ip).await {
+    match crate::ops::catalog::store_import(s, source, loaded, ip).await {
         Ok(r) => Redirect::to(&format!(
             "/ui/images?imported={}",
             bty_source::oci::urlencode(&imported_notice(&r))
@@ -337,7 +337,7 @@ pub async fn delete(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let src = form.get("src").cloned().unwrap_or_default();
-    match crate::routes::catalog::delete_entry(&s, src, ip).await {
+    match crate::ops::catalog::delete_entry(&s, src, ip).await {
         Ok(Some(e)) => Redirect::to(&format!(
             "/ui/images?deleted={}",
             bty_source::oci::urlencode(&e.name)

@@ -205,7 +205,7 @@ pub async fn save(
         Ok(u) => u,
         Err(errors) => return page(&s, &session, &mac, Some(form), errors, None).await,
     };
-    match crate::routes::machines::save(&s, mac.to_string(), u, ip).await {
+    match crate::ops::machines::save(&s, mac.to_string(), u, ip).await {
         Ok(_) => Redirect::to(&format!("/ui/machines/{mac}?saved=1")).into_response(),
         Err(e) => {
             page(
@@ -226,7 +226,7 @@ pub async fn delete(
     Operator { session, ip }: Operator,
     MacPath(mac): MacPath,
 ) -> Response {
-    match crate::routes::machines::remove(&s, mac.to_string(), ip).await {
+    match crate::ops::machines::remove(&s, mac.to_string(), ip).await {
         Ok(_) => Redirect::to(&format!("/ui/machines?deleted={mac}")).into_response(),
         Err(_) => {
             error_page(

@@ -226,7 +226,7 @@ async fn receive(s: &AppState, mut mp: axum::extract::Multipart) -> Result<Strin
                 if field.file_name().is_none_or(str::is_empty) {
                     return Err(fail("file", "Choose a file to upload.".into()));
                 }
-                return match crate::routes::boot::store(s, &n, field).await {
+                return match crate::ops::boot::store(s, &n, field).await {
                     Ok(_) => Ok(n),
                     Err(e) => Err(super::field_errors(&e, "file")),
                 };

@@ -167,10 +167,14 @@ pub fn run(args: AgentArgs) -> u8 {
                 match job.run(&server, &markers) {
                     Ok(summary) => {
                         say(&summary);
-                        markers.say("done");
-                        if let Err(e) = server.report_done() {
-                            say(&format!("reporting done failed: {e}"));
-                        }
+                        // `done` on the serial line once the server has been told (or failed to be).
+                        match server.report_done() {
+                            Ok(()) => markers.say("done"),
+                            Err(e) => {
+                                say(&format!("reporting done failed: {e}"));
+                                markers.say(&format!("done (reporting it failed: {e})"))
+                            }
+                        };
                         return finish(&args);
                     }
                     Err((stage, reason)) => {

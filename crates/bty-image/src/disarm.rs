@@ -57,7 +57,6 @@ pub fn disarm(target: &Target) -> io::Result<Disarmed> {
     let head = len.min(MIB);
     let tail_start = len.saturating_sub(MIB).max(head);
     let mut done = Disarmed::default();
-    // The backups first, then the start: if the flush never comes, nothing new was written.
     if let Some((off, sector)) = alternate
         && off >= head
         && off + sector <= tail_start
@@ -65,11 +64,8 @@ pub fn disarm(target: &Target) -> io::Result<Disarmed> {
         target.write_zeros(off, sector)?;
         done.alternate_at = Some(off);
     }
-    if len > tail_start {
-        target.write_zeros(tail_start, len - tail_start)?;
-    }
-    target.write_zeros(0, head)?;
-    target.sync()?;
+    // Both ends, then the flush: the same as the wipe after a failed flash.
+    target.wipe()?;
     Ok(done)
 }
 

@@ -21,6 +21,10 @@ pub struct CatalogEntryAdd {
     /// Ours: the image's CPU architecture, when its name does not say.
     #[serde(default)]
     pub arch: Option<String>,
+    /// Ours: `false` keeps bty-web's image cache out of this entry's way (an origin already on
+    /// the LAN); default true.
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// A catalog entry as stored and listed.
@@ -40,6 +44,13 @@ pub struct CatalogEntry {
     /// guess from the file name; `None` when neither says.
     #[serde(default)]
     pub arch: Option<String>,
+    /// Whether bty-web's image cache serves this entry (the catalog's `cache`, default true).
+    #[serde(default = "yes")]
+    pub cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl CatalogEntry {
@@ -76,7 +87,7 @@ pub struct ImageEntry {
     #[serde(rename = "ref")]
     pub image_ref: String,
     pub sha_short: Option<String>,
-    /// Always false until bty-web has an image cache (kept for upstream 0.47 clients).
+    /// Whether bty-web's image cache holds the whole image.
     pub cached: bool,
     #[serde(default)]
     pub arch: Option<String>,

@@ -34,6 +34,9 @@ pub struct CatalogEntry {
     /// The CPU architecture: the entry's `arch` (canonical spelling when known), else a guess
     /// from its name or src.
     pub arch: Option<String>,
+    /// Whether a bty-web may cache the image (the entry's `cache`, default true; `false` for
+    /// an origin already on the LAN).
+    pub cache: bool,
     /// `sha256(canonical src)`.
     #[serde(rename = "ref")]
     pub image_ref: String,
@@ -257,7 +260,21 @@ fn parse_inner(text: &str, origin: &str, quote: bool) -> Result<Catalog, SourceE
             Some(a) => Some(bty_proto::arch::canonical(&a).map_or(a, str::to_string)),
             None => guess_arch(&name, &src),
         };
+        let cache = match t.get("cache") {
+            None => true,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(err(
+                    origin,
+                    format!(
+                        "{at}: field 'cache' must be true or false, got {}",
+                        show(other, quote)
+                    ),
+                ));
+            }
+        };
         entries.push(CatalogEntry {
+            cache,
             name,
             src,
             sha256,
@@ -429,7 +446,14 @@ src = "oras://ghcr.io/acme/fedora:42"
             image_ref("https://example.com/debian.img.zst").unwrap()
         );
         assert_eq!(c.entries[1].sha256, None);
+        assert!(c.entries.iter().all(|e| e.cache), "cache defaults to true");
         assert!(parse("version = 1\n", "t").unwrap().entries.is_empty());
+        let lan = parse(
+            "version = 1\n[[images]]\nname='a'\nsrc='http://nas/a.img'\ncache = false",
+            "t",
+        )
+        .unwrap();
+        assert!(!lan.entries[0].cache);
     }
 
     #[test]
@@ -474,6 +498,10 @@ src = "oras://ghcr.io/acme/fedora:42"
                 "src",
             ),
             ("version = ", "not valid TOML"),
+            (
+                "version = 1\n[[images]]\nname='a'\nsrc='https://x/a'\ncache='no'",
+                "field 'cache' must be true or false",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text, "t").unwrap_err().to_string();

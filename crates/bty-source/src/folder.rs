@@ -77,6 +77,7 @@ pub fn scan(root: &Path, client: &HttpClient) -> Result<Catalog, SourceError> {
             size_bytes: info.output_size,
             description: None,
             arch,
+            cache: true,
             origin: origin.clone(),
         });
     }
@@ -151,6 +152,7 @@ mod tests {
             size_bytes: None,
             description: None,
             arch: None,
+            cache: true,
             image_ref: image_ref(src).unwrap(),
             origin: "t".into(),
         };

@@ -417,6 +417,26 @@ impl HttpSource {
         self.ranges
     }
 
+    /// The validator (strong ETag, else Last-Modified) the first answer carried: what a cache
+    /// records to recognise this version of the object later.
+    pub fn validator(&self) -> Option<String> {
+        self.validator
+            .as_ref()
+            .map(|v| v.header_value().to_string())
+    }
+
+    /// A sequential read from byte `start` up to `end` (exclusive; the object's end when
+    /// `None`) that reconnects where it left off, as [`ImageSource::open_stream`] does.
+    pub fn stream_range(&self, start: u64, end: Option<u64>) -> Box<dyn Read + Send> {
+        Box::new(ResumingReader {
+            source: self.shallow(),
+            pos: start,
+            end,
+            body: None,
+            failures: 0,
+        })
+    }
+
     /// Requests made so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -577,6 +597,7 @@ impl ImageSource for HttpSource {
         Ok(Box::new(ResumingReader {
             source: self.shallow(),
             pos: 0,
+            end: None,
             body: None,
             failures: 0,
         }))
@@ -634,6 +655,8 @@ impl HttpSource {
 struct ResumingReader {
     source: HttpSource,
     pos: u64,
+    /// Where to stop (exclusive), when not at the object's end.
+    end: Option<u64>,
     body: Option<ureq::BodyReader<'static>>,
     failures: u32,
 }
@@ -678,11 +701,23 @@ impl Read for ResumingReader {
             return Ok(0);
         }
         loop {
-            if self.source.size.is_some_and(|s| self.pos >= s) {
+            let stop = match (self.end, self.source.size) {
+                (Some(e), Some(s)) => Some(e.min(s)),
+                (e, s) => e.or(s),
+            };
+            if stop.is_some_and(|s| self.pos >= s) {
                 return Ok(0);
             }
+            let buf = match stop {
+                Some(s) => {
+                    let room = (s - self.pos).min(buf.len() as u64) as usize;
+                    &mut buf[..room]
+                }
+                None => buf,
+            };
             if self.body.is_none() {
-                match self.source.request_from(self.pos, None) {
+                let last = self.end.map(|e| e.saturating_sub(1));
+                match self.source.request_from(self.pos, last) {
                     Ok(resp) => self.body = Some(resp.into_body().into_reader()),
                     Err(e) => {
                         self.fail_or_retry(e)?;
@@ -695,7 +730,7 @@ impl Read for ResumingReader {
             };
             match body.read(buf) {
                 Ok(0) => {
-                    if self.source.size.is_none_or(|s| self.pos >= s) {
+                    if stop.is_none_or(|s| self.pos >= s) {
                         return Ok(0);
                     }
                     let e = SourceError::Io {

@@ -421,6 +421,24 @@ impl OciClient {
         })
     }
 
+    /// Open the blob `digest` (`sha256:<hex>`) of `r`'s repository directly, with a fresh token:
+    /// what a cache that already knows the layer uses to fill, and to resume after a token or a
+    /// pre-signed redirect expired (each call authorizes anew; each request follows the
+    /// registry's redirect anew).
+    pub fn open_blob(&self, r: &OrasRef, digest: &str) -> Result<HttpSource, SourceError> {
+        let base = self.base(r);
+        let auth = self.authorize(r, &format!("{base}/manifests/{}", r.reference_str()))?;
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization".to_string(), a.clone()));
+        }
+        HttpSource::open(
+            self.http.clone(),
+            &format!("{base}/blobs/{digest}"),
+            headers,
+        )
+    }
+
     fn pick_platform(&self, r: &OrasRef, index: &Value) -> Result<String, SourceError> {
         let entries = index
             .get("manifests")

@@ -51,6 +51,8 @@ pub struct AppState {
     pub conns: Arc<crate::serve::Conns>,
     /// Rate limits on unauthenticated PXE clients.
     pub pxe_limits: Arc<crate::pxe::limits::PxeLimits>,
+    /// The image cache.
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             pxe_limits: Arc::new(crate::pxe::limits::PxeLimits::new(
                 limits.discover_per_minute,
             )),
+            cache: Arc::new(crate::cache::Cache::new(cfg.cache.clone(), db.clone())),
             cfg: Arc::new(cfg),
             db,
             keys: Arc::new(keys),
@@ -157,6 +160,9 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/ack", post(routes::events::ack))
         .route("/events/machines", get(routes::live::machines))
         .route("/netboot", get(routes::boot::status))
+        .route("/cache", get(routes::cache::list))
+        .route("/cache/prefetch", post(routes::cache::prefetch))
+        .route("/cache/{key}", axum::routing::delete(routes::cache::delete))
         .route(
             "/boot/{name}",
             put(routes::boot::put).layer(DefaultBodyLimit::disable()),
@@ -182,6 +188,8 @@ pub fn router(state: AppState) -> Router {
             "/ui/images/delete",
             get(ui::images::confirm_delete).post(ui::images::delete),
         )
+        .route("/ui/cache", get(ui::cache::show))
+        .route("/ui/cache/delete", post(ui::cache::delete))
         .route("/ui/events", get(ui::events::show))
         .route("/ui/events/ack", post(ui::events::ack))
         .route("/ui/netboot", get(ui::netboot::show))
@@ -231,6 +239,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/boot/{name}",
             get(routes::boot::get).head(routes::boot::get),
+        )
+        .route(
+            "/cache/sha256/{hex}/{*name}",
+            get(routes::cache::blob).head(routes::cache::blob),
         )
         .route(
             "/images/{key}",

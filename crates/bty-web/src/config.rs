@@ -205,6 +205,48 @@ const KEYS: &[KeyDef] = &[
         default: "false",
         secret: false,
     },
+    KeyDef {
+        section: "cache",
+        key: "enabled",
+        default: "true",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "dir",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "max_bytes",
+        default: "",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "min_free_bytes",
+        default: "1073741824",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "max_concurrent_fills",
+        default: "4",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "origin_bytes_per_sec",
+        default: "0",
+        secret: false,
+    },
+    KeyDef {
+        section: "cache",
+        key: "revalidate_secs",
+        default: "60",
+        secret: false,
+    },
 ];
 
 /// Where a value came from.
@@ -261,6 +303,7 @@ pub struct Config {
     /// `[pxe] strict_reports`: refuse (403) reports and armings that come from another address
     /// than the one that armed the cycle, instead of only warning.
     pub strict_reports: bool,
+    pub cache: CacheConfig,
 }
 
 /// `[limits]`: what one client, or all unauthenticated clients together, can hold.
@@ -283,6 +326,33 @@ pub struct Limits {
     pub lshw_max_bytes: usize,
     pub tftp_transfers: usize,
     pub tftp_per_client: usize,
+}
+
+/// `[cache]`: bty-web's image cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Where blobs live (`<state_dir>/cache` by default).
+    pub dir: PathBuf,
+    /// The cap on the bytes kept; `None`: the smaller of 50 GiB and half the filesystem,
+    /// decided at start.
+    pub max_bytes: Option<u64>,
+    /// A fill never leaves less than this free on the cache's filesystem.
+    pub min_free_bytes: u64,
+    pub max_concurrent_fills: usize,
+    /// Origin bandwidth cap over all fills, bytes per second (0: none).
+    pub origin_bytes_per_sec: u64,
+    /// A blob without a known digest is checked with its origin when last checked longer ago
+    /// than this (0: on every request).
+    pub revalidate_secs: u64,
+}
+
+fn flag(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
 }
 
 impl Default for Limits {
@@ -537,7 +607,32 @@ impl Config {
             "false" | "0" | "no" | "off" | "" => false,
             _ => return Err(bad("pxe.strict_reports", "true or false")),
         };
+        let cache = CacheConfig {
+            enabled: flag(&get("cache.enabled"))
+                .ok_or_else(|| bad("cache.enabled", "true or false"))?,
+            dir: match get("cache.dir") {
+                d if d.is_empty() => state_dir.join("cache"),
+                d => PathBuf::from(d),
+            },
+            max_bytes: match get("cache.max_bytes") {
+                v if v.is_empty() => None,
+                _ => Some(num(
+                    "cache.max_bytes",
+                    1 << 20,
+                    "a byte count of at least 1048576 (empty: automatic)",
+                )?),
+            },
+            min_free_bytes: num("cache.min_free_bytes", 0, "a byte count")?,
+            max_concurrent_fills: count("cache.max_concurrent_fills")? as usize,
+            origin_bytes_per_sec: num(
+                "cache.origin_bytes_per_sec",
+                0,
+                "bytes per second (0: no cap)",
+            )?,
+            revalidate_secs: num("cache.revalidate_secs", 0, "a whole number of seconds")?,
+        };
         Ok(Config {
+            cache,
             limits,
             strict_reports,
             tftp,
@@ -644,6 +739,9 @@ mod tests {
         assert_eq!(c.boot_dir, PathBuf::from("./bty-state/boot"));
         assert_eq!(c.limits, Limits::default());
         assert!(!c.strict_reports);
+        assert!(c.cache.enabled);
+        assert_eq!(c.cache.dir, PathBuf::from("./bty-state/cache"));
+        assert_eq!(c.cache.max_bytes, None);
     }
 
     #[test]
@@ -658,6 +756,9 @@ mod tests {
             ("BTY_LIMITS_IDLE_TIMEOUT_SECS", "0"),
             ("BTY_LIMITS_MAX_CONNECTIONS", "many"),
             ("BTY_PXE_STRICT_REPORTS", "maybe"),
+            ("BTY_CACHE_ENABLED", "sometimes"),
+            ("BTY_CACHE_MAX_BYTES", "12"),
+            ("BTY_CACHE_MAX_CONCURRENT_FILLS", "0"),
         ] {
             assert!(Config::load(&[], &env_of(&[(k, v)])).is_err(), "{k}={v}");
         }

@@ -4,6 +4,7 @@
 
 mod app;
 mod auth;
+mod cache;
 mod config;
 mod db;
 mod error;
@@ -123,6 +124,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     let mut state = AppState::new(cfg, db, keys);
     state.tftp_addr = tftp_addr;
+    if state.cfg.cache.enabled {
+        state.cache.reconcile().await.with_context(|| {
+            format!(
+                "opening the image cache in {}",
+                state.cfg.cache.dir.display()
+            )
+        })?;
+        eprintln!(
+            "bty-web image cache in {} (cap {} bytes)",
+            state.cfg.cache.dir.display(),
+            state.cache.cap
+        );
+    }
     retention::prune_once(&state).await;
     retention::spawn(state.clone());
     let conns = state.conns.clone();

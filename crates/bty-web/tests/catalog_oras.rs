@@ -96,3 +96,79 @@ fn oras_entries_get_the_layer_digest() {
         1
     );
 }
+
+/// A private `oras://` entry through the image cache: bty-web pulls with the same credential
+/// sources the client uses (here `BTY_REGISTRY_USER`/`_PASSWORD`, through a registry front end
+/// that wants a bearer token), fills once, serves hits, and never shows the credentials.
+#[test]
+fn private_oras_entries_fill_the_cache_once() {
+    let reg = Registry::start();
+    let disk: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    reg.push_artifact(
+        "lab/private",
+        "1",
+        &[("application/vnd.bty.disk.raw.zst", "private.img.zst", &disk)],
+    );
+    let front = registry::TokenProxy::start(reg.port, Some(("alice", "s3cret-pw")));
+    let s = Server::start_with(&[
+        ("BTY_REGISTRY_USER", "alice"),
+        ("BTY_REGISTRY_PASSWORD", "s3cret-pw"),
+    ]);
+    let mut c = s.signed_in("bty-lab");
+    let src = format!("oras://127.0.0.1:{}/lab/private:1", front.port);
+    let r = c.json("POST", "/catalog/entries", &json!({ "image_url": src }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let digest = r.json()["disk_image_sha"].as_str().unwrap().to_string();
+    let url = format!("{}/cache/sha256/{digest}/private.img.zst", s.base);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for expect in ["fill", "hit"] {
+        let mut resp = agent.get(&url).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let via = resp
+            .headers()
+            .get("x-bty-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let got = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .unwrap();
+        assert!(got == disk, "other bytes through the cache");
+        if expect == "hit" {
+            assert_eq!(via, "hit");
+        }
+    }
+    let rows = c.get("/cache").json();
+    assert_eq!(rows[0]["state"], "complete", "{rows}");
+    assert_eq!(rows[0]["digest"], digest.as_str());
+    // Upstream's `/images/<ref>/<name>` route reads the same blob.
+    let image_ref = rows[0]["bty_image_ref"].as_str().unwrap().to_string();
+    let r = c.request(
+        "GET",
+        &format!("/images/{image_ref}/private.img.zst"),
+        &[("range", "bytes=0-9")],
+        None,
+    );
+    assert_eq!((r.status, r.header("x-bty-cache")), (206, Some("hit")));
+    let m = s.client().get("/metrics").body;
+    assert_eq!(common::metric(&m, "bty_cache_fills_total"), 1);
+    for page in [
+        "/cache",
+        "/events?limit=200",
+        "/metrics",
+        "/catalog/entries",
+    ] {
+        assert!(
+            !c.get(page).body.contains("s3cret-pw"),
+            "{page} shows the password"
+        );
+    }
+}

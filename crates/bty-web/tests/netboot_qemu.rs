@@ -242,7 +242,8 @@ fn setup(s: &Server, netboot: &Path, image_len: usize) -> Vec<u8> {
     let r = admin.json(
         "POST",
         "/catalog/entries",
-        &json!({"image_url": format!("http://10.0.2.2:{port}/boot/image.img.zst"), "sha256": sha}),
+        // The origin as bty-web reaches it: the guest downloads through the image cache.
+        &json!({"image_url": format!("http://127.0.0.1:{port}/boot/image.img.zst"), "sha256": sha}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let image_ref = r.json()["bty_image_ref"].as_str().unwrap().to_string();
@@ -253,6 +254,39 @@ fn setup(s: &Server, netboot: &Path, image_len: usize) -> Vec<u8> {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     image
+}
+
+/// The guest's image came through bty-web's cache: the blob is complete under the catalog's
+/// digest and the cache served at least the whole image.
+fn assert_flashed_through_cache(s: &Server) {
+    let zst = std::fs::read(s.state_dir().join("boot/image.img.zst")).unwrap();
+    let sha = common::sha256_hex_bytes(&zst);
+    let mut admin = s.signed_in("bty-lab");
+    let rows = admin.get("/cache").json();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == sha.as_str())
+        .unwrap_or_else(|| panic!("no cached blob {sha}: {rows}"));
+    assert_eq!(row["state"], "complete", "{row}");
+    let m = s.client().get("/metrics").body;
+    assert!(
+        common::metric(&m, "bty_cache_served_bytes_total") >= zst.len() as u64,
+        "the cache served less than the image"
+    );
+    let plans = admin
+        .get(&format!(
+            "/events?subject_id={MAC}&kind=netboot.pxe.plan&limit=1"
+        ))
+        .json();
+    let image = plans["events"][0]["details"]["plan"]["image"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        image.contains(&format!("/cache/sha256/{sha}/image.img.zst")),
+        "{plans}"
+    );
 }
 
 fn port_of(s: &Server) -> u16 {
@@ -377,6 +411,7 @@ fn pxe_flash_crash_retry_and_disk_boot_with_seabios() {
     );
     let m = admin.get(&format!("/machines/{MAC}")).json();
     assert!(m["last_flashed_at"].is_string(), "{m}");
+    assert_flashed_through_cache(&s);
     // The agent posted its inventory: the virtio disk with its serial.
     let serials: Vec<&str> = m["known_disks"]
         .as_array()
@@ -447,6 +482,7 @@ fn pxe_flash_with_ovmf() {
         written[..image.len()] == image[..],
         "the disk does not hold the image"
     );
+    assert_flashed_through_cache(&s);
     // The next contact serves the local-disk script (UEFI: exit to the firmware's boot order).
     let script = s.client().get(&format!("/pxe/{MAC}")).body;
     assert!(script.contains("iseq ${platform} efi && exit"), "{script}");

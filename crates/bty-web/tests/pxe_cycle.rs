@@ -430,7 +430,8 @@ fn upstream_style_session() {
     let plan = fw.get(&format!("/pxe/{mac}/plan")).json();
     assert_eq!(
         plan,
-        json!({"mode": "flash", "image": "https://images.example/lab.img.zst", "target_disk_serial": "QM00001",
+        // Through the image cache (on by default): keyed by the ref, as the entry has no digest.
+        json!({"mode": "flash", "image": format!("{}/cache/sha256/{image_ref}/lab.img.zst", s.base), "target_disk_serial": "QM00001",
                "name": "lab.img.zst", "format": "img.zst"})
     );
     assert_eq!(

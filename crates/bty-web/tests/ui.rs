@@ -16,6 +16,7 @@ const PAGES: &[&str] = &[
     "/ui/machines/52:54:00:00:00:42",
     "/ui/images",
     "/ui/images/delete?src=http://x/y.raw",
+    "/ui/cache",
     "/ui/events",
     "/ui/events?failed=1&q=x",
     "/ui/netboot",
@@ -51,6 +52,7 @@ fn posts() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             vec![("src", "http://127.0.0.1:9/disk.raw")],
         ),
         ("/ui/events/ack", vec![("ids", "1")]),
+        ("/ui/cache/delete", vec![("key", "src-0123456789abcdef-1")]),
         (
             "/ui/account/password",
             vec![

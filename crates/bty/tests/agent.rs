@@ -140,7 +140,8 @@ fn a_flash_plan_is_carried_out() {
 fn a_wrong_digest_is_reported_and_the_disk_wiped() {
     let files = TestServer::start();
     let (_, url, _) = published(&files, 3 * MIB, 6);
-    let web = Web::start(0);
+    // The agent's own check: with bty-web's cache off, the wrong bytes reach the agent.
+    let web = Web::start_with(0, &[("BTY_CACHE_ENABLED", "false")]);
     let disk = LoopDev::new(8 * MIB, 7);
     let mac = "52:54:00:aa:00:02";
     bind(&web, mac, &url, &"ab".repeat(32), "AGENT-S3");
@@ -173,6 +174,41 @@ fn a_wrong_digest_is_reported_and_the_disk_wiped() {
     assert!(
         after[disk.size - MIB..].iter().all(|&b| b == 0),
         "last MiB wiped"
+    );
+    assert!(events(&web, mac, "machine.flashed").is_empty());
+    drop(web);
+
+    // Through the cache (the default), the cache refuses the blob first (binding prefetched
+    // it): the agent is refused or its transfer cut short, it reports the failure, and the disk
+    // is either untouched or wiped at both ends — never a clean end of wrong bytes.
+    let web = Web::start(0);
+    let disk = LoopDev::new(8 * MIB, 17);
+    let before = disk.read(0, disk.size);
+    bind(&web, mac, &url, &"ab".repeat(32), "AGENT-S3");
+    let out = agent(
+        &web.base,
+        mac,
+        &format!("{}=AGENT-S3", disk.path.display()),
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(events(&web, mac, "machine.flash_failed").len(), 1);
+    let (_, refused) = web.call("GET", "/events?kind=cache.fill_failed", None);
+    let refused = refused["events"].as_array().unwrap().clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("not the expected"),
+        "{refused:?}"
+    );
+    let after = disk.read(0, disk.size);
+    let wiped =
+        after[..MIB].iter().all(|&b| b == 0) && after[disk.size - MIB..].iter().all(|&b| b == 0);
+    assert!(
+        after == before || wiped,
+        "the disk was written but not wiped"
     );
     assert!(events(&web, mac, "machine.flashed").is_empty());
 }

@@ -17,12 +17,13 @@ fn from_row(r: &Row) -> rusqlite::Result<CatalogEntry> {
         description: r.get(8)?,
         added_at: r.get(9)?,
         arch: r.get(10)?,
+        cache: !r.get::<_, bool>(11)?,
     })
 }
 
 pub fn list(c: &Connection) -> rusqlite::Result<Vec<CatalogEntry>> {
     let mut st = c.prepare_cached(
-        "SELECT bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch
+        "SELECT bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch, no_cache
          FROM catalog_entries ORDER BY added_at, rowid",
     )?;
     st.query_map([], from_row)?.collect()
@@ -32,8 +33,8 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<CatalogEntry>> {
 pub fn insert(c: &Connection, e: &CatalogEntry) -> rusqlite::Result<bool> {
     let n = c.prepare_cached(
         "INSERT OR IGNORE INTO catalog_entries
-         (bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
+         (bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch, no_cache)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?
     .execute(
         rusqlite::params![
             e.bty_image_ref,
@@ -46,7 +47,8 @@ pub fn insert(c: &Connection, e: &CatalogEntry) -> rusqlite::Result<bool> {
             e.size_bytes.map(|n| n as i64),
             e.description,
             e.added_at,
-            e.arch
+            e.arch,
+            !e.cache
         ],
     )?;
     Ok(n == 1)
@@ -77,4 +79,12 @@ pub fn src_by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<(String,
     )?
     .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()
+}
+
+/// The entry the cache's blob route names: by its digest, else by its ref.
+pub fn by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<CatalogEntry>> {
+    Ok(list(c)?
+        .into_iter()
+        .filter(|e| e.disk_image_sha.as_deref() == Some(key) || e.bty_image_ref == key)
+        .min_by_key(|e| e.disk_image_sha.as_deref() != Some(key)))
 }

@@ -98,6 +98,27 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE machines ADD COLUMN arch TEXT;
     ALTER TABLE catalog_entries ADD COLUMN arch TEXT;
     "#,
+    // 6: the image cache: one row per blob (complete or filling, with the watermark that is
+    // on disk), and entries that opt out of it.
+    r#"
+    ALTER TABLE catalog_entries ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE cache_blobs (
+        key TEXT PRIMARY KEY,
+        image_ref TEXT NOT NULL,
+        src TEXT NOT NULL,
+        expected_sha TEXT,
+        sha256 TEXT,
+        validator TEXT,
+        size INTEGER,
+        filled INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used INTEGER NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0,
+        validated_at INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX cache_blobs_ref ON cache_blobs(image_ref);
+    "#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction; up to `upto` (for tests

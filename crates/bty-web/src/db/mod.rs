@@ -3,6 +3,7 @@
 //! savepoint, so one failing request does not undo the others); readers take a connection from
 //! a small pool on tokio's blocking threads. Nothing touches SQLite on the async runtime.
 
+pub mod cache;
 pub mod catalog;
 pub mod events;
 pub mod machines;
@@ -226,7 +227,7 @@ mod tests {
         let path = dir.path().join("state.db");
         // A database as the previous release left it (migration 1 only), with rows.
         {
-            let db = Db::open_upto(&path, MIGRATIONS_BEFORE_LAST).unwrap();
+            let db = Db::open_upto(&path, OLD_RELEASE).unwrap();
             db.write(|c| {
                 c.execute_batch(
                     "INSERT INTO machines (mac, bty_image_ref, boot_mode, target_disk_serial, created_at, updated_at)
@@ -242,7 +243,7 @@ mod tests {
                 .read(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
                 .await
                 .unwrap();
-            assert_eq!(v as usize, MIGRATIONS_BEFORE_LAST);
+            assert_eq!(v as usize, OLD_RELEASE);
         }
         let db = Db::open(&path).unwrap();
         let (v, m, s, e): (i64, String, String, String) = db
@@ -277,7 +278,14 @@ mod tests {
             c.execute(
                 "INSERT INTO machine_labels (mac, label) VALUES ('aa:bb:cc:dd:ee:ff', 'rack1')",
                 [],
-            )
+            )?;
+            c.execute_batch(
+                "INSERT INTO catalog_entries (bty_image_ref, src, name, added_at) VALUES ('r', 'http://h/x.img', 'x', 'x');
+                 INSERT INTO cache_blobs (key, image_ref, src, state, created_at, last_used) VALUES ('k', 'r', 'http://h/x.img', 'filling', 'x', 0);",
+            )?;
+            let no_cache: i64 = c.query_row("SELECT no_cache FROM catalog_entries", [], |r| r.get(0))?;
+            assert_eq!(no_cache, 0);
+            Ok(1)
         })
         .await
         .unwrap();
@@ -288,7 +296,8 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
-    const MIGRATIONS_BEFORE_LAST: usize = migrations::MIGRATIONS.len() - 1;
+    /// The schema of the release before the event-kind rename (migration 5) and the cache (6).
+    const OLD_RELEASE: usize = 4;
 
     #[tokio::test]
     async fn concurrent_writes_all_commit_and_a_failing_one_undoes_only_itself() {

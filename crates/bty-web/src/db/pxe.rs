@@ -30,7 +30,7 @@ fn pxe_event(
 pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
     c.prepare_cached(
         "SELECT m.boot_mode, m.bty_image_ref, m.target_disk_serial, m.sanboot_drive, m.saw_flasher_boot, m.cycle_done,
-                e.name, e.format, e.src, e.resolved_src, e.disk_image_sha, e.arch
+                e.name, e.format, e.src, e.resolved_src, e.disk_image_sha, e.arch, e.no_cache
          FROM machines m LEFT JOIN catalog_entries e ON e.bty_image_ref = m.bty_image_ref
          WHERE m.mac = ?1",
     )?
@@ -46,6 +46,7 @@ pub fn state(c: &Connection, mac: &str) -> rusqlite::Result<Option<PxeState>> {
                     resolved_src: r.get(9)?,
                     disk_image_sha: r.get(10)?,
                     arch: r.get(11)?,
+                    cache: !r.get::<_, bool>(12)?,
                 }),
                 None => None,
             };

@@ -112,6 +112,7 @@ fn build_entry(add: &CatalogEntryAdd) -> Result<CatalogEntry, ApiError> {
         description: add.description.clone(),
         added_at: crate::db::now(),
         arch: None,
+        cache: add.cache.unwrap_or(true),
     };
     if oras {
         let resolved = resolve(url, &client, &ResolveOptions::default())
@@ -307,6 +308,7 @@ pub async fn store_import(
             description: e.description,
             added_at: crate::db::now(),
             arch: e.arch,
+            cache: e.cache,
         });
     }
     let src = source.clone();

@@ -60,7 +60,35 @@ pub async fn save(
     let m =
         m.ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "machine vanished"))?;
     s.changed(&m.mac, false).await;
+    prefetch_binding(s, &m);
     Ok(m)
+}
+
+/// Bound to an image in a flash mode: fill the cache in the background, so even the first
+/// machine flashes at LAN speed.
+pub fn prefetch_binding(s: &AppState, m: &Machine) {
+    let Some(r) = m.bty_image_ref.clone() else {
+        return;
+    };
+    if !m.boot_mode.flashes() || !s.cfg.cache.enabled {
+        return;
+    }
+    let s = s.clone();
+    tokio::spawn(async move {
+        let key = r.clone();
+        let entry = match s
+            .db
+            .read(move |c| crate::db::catalog::by_key(c, &key))
+            .await
+        {
+            Ok(Some(e)) if e.bty_image_ref == r && s.cache.serves(&e) => e,
+            _ => return,
+        };
+        match s.cache.prefetch(&entry).await {
+            Ok(state) => tracing::info!("cache: prefetch of {}: {state}", entry.src),
+            Err(e) => tracing::warn!("cache: cannot prefetch {}: {e:?}", entry.src),
+        }
+    });
 }
 
 /// Delete a machine (API and UI); false when there was none.

@@ -19,6 +19,8 @@ pub struct EntryInfo {
     pub resolved_src: Option<String>,
     pub disk_image_sha: Option<String>,
     pub arch: Option<String>,
+    /// Served through bty-web's image cache (enabled, and the entry allows it).
+    pub cache: bool,
 }
 
 /// A machine's state as the decisions need it.
@@ -129,18 +131,56 @@ const KNOWN_EXTENSIONS: [&str; 6] = [
     ".img.zst", ".img.xz", ".img.gz", ".img.bz2", ".qcow2", ".img",
 ];
 
-/// The URL the agent downloads: http(s) entries straight from their origin; `oras://` ones
-/// through this server's blob proxy (the agent then needs no registry token).
+/// The file name a served image goes by: the origin's file name for http(s) (it carries the
+/// extension live environments read the format from), else the entry's name, else
+/// `image.<format>`.
+pub fn file_name(name: &str, src: &str, format: Option<&str>) -> String {
+    let lower = src.to_ascii_lowercase();
+    if !lower.starts_with("oras://") {
+        let path = src.split(['?', '#']).next().unwrap_or("");
+        let last = path
+            .splitn(4, '/')
+            .nth(3)
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        if !last.is_empty() {
+            return percent_encoding::percent_decode_str(last)
+                .decode_utf8_lossy()
+                .into_owned();
+        }
+    }
+    let lower = name.to_ascii_lowercase();
+    match format {
+        Some(f) if !KNOWN_EXTENSIONS.iter().any(|x| lower.ends_with(x)) => format!("image.{f}"),
+        _ if name.is_empty() => "image".into(),
+        _ => name.to_string(),
+    }
+}
+
+/// Where the image cache serves an entry: keyed by its digest, else by its ref.
+pub fn cache_url(base: &str, image_ref: &str, digest: Option<&str>, file: &str) -> String {
+    format!(
+        "{base}/cache/sha256/{}/{}",
+        digest.unwrap_or(image_ref),
+        bty_source::oci::urlencode(file)
+    )
+}
+
+/// The URL the agent downloads: through bty-web's image cache when it serves the entry;
+/// otherwise http(s) entries straight from their origin and `oras://` ones through this
+/// server's blob proxy (the agent then needs no registry token).
 pub fn image_url(base: &str, image_ref: &str, e: &EntryInfo) -> String {
-    if e.src.to_ascii_lowercase().starts_with("oras://") {
-        let lower = e.name.to_ascii_lowercase();
-        let name = match &e.format {
-            Some(f) if !KNOWN_EXTENSIONS.iter().any(|x| lower.ends_with(x)) => format!("image.{f}"),
-            _ => e.name.clone(),
-        };
+    let lower = e.src.to_ascii_lowercase();
+    let oras = lower.starts_with("oras://");
+    let file = file_name(&e.name, &e.src, e.format.as_deref());
+    if e.cache && (oras || lower.starts_with("http://") || lower.starts_with("https://")) {
+        cache_url(base, image_ref, e.disk_image_sha.as_deref(), &file)
+    } else if oras {
         format!(
             "{base}/images/{image_ref}/{}",
-            bty_source::oci::urlencode(&name)
+            bty_source::oci::urlencode(&file)
         )
     } else {
         e.resolved_src.clone().unwrap_or_else(|| e.src.clone())
@@ -198,6 +238,7 @@ mod tests {
                 resolved_src: None,
                 disk_image_sha: Some("cd".repeat(32)),
                 arch: None,
+                cache: false,
             }),
         }
     }
@@ -298,6 +339,39 @@ mod tests {
         assert_eq!(
             image,
             format!("{base}/images/{}/image.img.zst", "ab".repeat(32))
+        );
+        // Through the cache: keyed by the digest, else the ref; the name keeps the extension.
+        let mut cached = state("bty-flash-once");
+        if let Some(e) = cached.entry.as_mut() {
+            e.cache = true;
+        }
+        let Plan::Flash { image, .. } = plan(&cached, base).0 else {
+            panic!("flash")
+        };
+        assert_eq!(
+            image,
+            format!("{base}/cache/sha256/{}/debian.img.zst", "cd".repeat(32))
+        );
+        if let Some(e) = cached.entry.as_mut() {
+            e.disk_image_sha = None;
+            e.src = "https://h/a%20b/x.qcow2?sig=1".into();
+        }
+        let Plan::Flash { image, .. } = plan(&cached, base).0 else {
+            panic!("flash")
+        };
+        assert_eq!(
+            image,
+            format!("{base}/cache/sha256/{}/x.qcow2", "ab".repeat(32))
+        );
+        if let Some(e) = oras.entry.as_mut() {
+            e.cache = true;
+        }
+        let Plan::Flash { image, .. } = plan(&oras, base).0 else {
+            panic!("flash")
+        };
+        assert_eq!(
+            image,
+            format!("{base}/cache/sha256/{}/image.img.zst", "cd".repeat(32))
         );
         let (p, k) = plan(
             &PxeState {

@@ -88,10 +88,16 @@ pub async fn import(
 }
 
 pub async fn images(State(s): State<AppState>) -> Result<Json<Vec<ImageEntry>>, ApiError> {
-    let rows = s.db.read(catalog::list).await?;
+    let (rows, cached) =
+        s.db.read(|c| Ok((catalog::list(c)?, crate::db::cache::complete(c)?)))
+            .await?;
     Ok(Json(
         rows.into_iter()
             .map(|e| ImageEntry {
+                cached: cached.contains(&e.bty_image_ref)
+                    || e.disk_image_sha
+                        .as_ref()
+                        .is_some_and(|d| cached.contains(d)),
                 format: e.format.unwrap_or_default(),
                 size_bytes: e.size_bytes.unwrap_or(0),
                 url: e.src,
@@ -101,7 +107,6 @@ pub async fn images(State(s): State<AppState>) -> Result<Json<Vec<ImageEntry>>, 
                     .map(|d| d.chars().take(12).collect()),
                 image_ref: e.bty_image_ref,
                 name: e.name,
-                cached: false,
                 arch: e.arch,
             })
             .collect(),
@@ -124,14 +129,29 @@ fn toml_str(s: &str) -> String {
     out
 }
 
-/// Every entry (also those without a digest, unlike upstream, so the wizard sees them).
-pub async fn catalog_toml(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// Every entry (also those without a digest, unlike upstream, so the wizard sees them). An
+/// entry the image cache serves is listed with this server's blob URL as its `src`, so a
+/// wizard or live environment reading this catalog downloads through the cache.
+pub async fn catalog_toml(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     let rows = s.db.read(catalog::list).await?;
+    let base = crate::urls::base_url(s.cfg.public_url.as_deref(), &headers);
     let mut out = String::from("version = 1\n");
     for e in rows {
         out.push_str("\n[[images]]\n");
         out.push_str(&format!("name = {}\n", toml_str(&e.name)));
-        out.push_str(&format!("src = {}\n", toml_str(&e.src)));
+        let src = match &base {
+            Some(b) if s.cache.serves(&e) => crate::pxe::decide::cache_url(
+                b,
+                &e.bty_image_ref,
+                e.disk_image_sha.as_deref(),
+                &crate::pxe::decide::file_name(&e.name, &e.src, e.format.as_deref()),
+            ),
+            _ => e.src.clone(),
+        };
+        out.push_str(&format!("src = {}\n", toml_str(&src)));
         if let Some(d) = &e.disk_image_sha {
             out.push_str(&format!("sha256 = {}\n", toml_str(d)));
         }

@@ -1,7 +1,8 @@
 //! `GET`/`HEAD /images/{key}[/{name}]`: an `oras://` catalog entry's blob, streamed from its
 //! registry for clients that cannot speak OCI (upstream's netboot environment). `key` is the
 //! entry's `bty_image_ref` or its `disk_image_sha`; `name` is decorative. Single byte ranges
-//! are served (206), so downloads can resume.
+//! are served (206), so downloads can resume. With the image cache on (the default), this is
+//! a cache read like `/cache/sha256/…` (any catalog entry the cache serves).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -46,6 +47,14 @@ async fn serve(
     let not_found = || ApiError::not_found(format!("no oras:// catalog entry {key}"));
     if key.len() != 64 || !key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(not_found());
+    }
+    let k = key.clone();
+    if let Some(entry) =
+        s.db.read(move |c| crate::db::catalog::by_key(c, &k))
+            .await?
+            .filter(|e| s.cache.serves(e))
+    {
+        return crate::routes::cache::serve_entry(&s, &entry, &method, &headers).await;
     }
     let k = key.clone();
     let row: Option<(String, Option<String>)> =

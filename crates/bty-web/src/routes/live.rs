@@ -112,6 +112,46 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
             "Live UI fragments rendered, all streams together.",
             m.live_renders.load(Ordering::Relaxed),
         ),
+        (
+            "bty_cache_hits_total",
+            "Image requests answered from the cache or a running fill.",
+            s.cache.stats.hits.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_misses_total",
+            "Image requests that started a fill.",
+            s.cache.stats.misses.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_origin_bytes_total",
+            "Bytes received from image origins (fills and pass-through ranges).",
+            s.cache.stats.origin_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_served_bytes_total",
+            "Image bytes sent to clients by the cache.",
+            s.cache.stats.served_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_fills_total",
+            "Fills completed and verified.",
+            s.cache.stats.fills.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_fill_failures_total",
+            "Fills discarded (origin error, short body, digest mismatch, no space).",
+            s.cache.stats.fill_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_evictions_total",
+            "Blobs evicted to stay under the cap.",
+            s.cache.stats.evictions.load(Ordering::Relaxed),
+        ),
+        (
+            "bty_cache_passthrough_total",
+            "Ranges far ahead of a fill, passed through from the origin.",
+            s.cache.stats.passthrough.load(Ordering::Relaxed),
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"

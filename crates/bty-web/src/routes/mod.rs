@@ -2,6 +2,7 @@
 //! with the UI is in [`crate::ops`].
 
 pub mod boot;
+pub mod cache;
 pub mod catalog;
 pub mod events;
 pub mod images;

@@ -150,13 +150,18 @@ pub async fn plan(
     })?;
     let m = mac.clone();
     let admit = admission(&s, addr);
+    let cache_on = s.cfg.cache.enabled;
     let answer =
         s.db.write(move |c| {
-            let Some((new, st)) = state::contact(c, &m, &ip, &admit)? else {
+            let Some((new, mut st)) = state::contact(c, &m, &ip, &admit)? else {
                 return Ok(None);
             };
+            if let Some(e) = st.entry.as_mut() {
+                e.cache &= cache_on;
+            }
             let (plan, kind) = decide::plan(&st, &base);
-            let details = json!({"plan": plan, "boot_mode": st.boot_mode, "offer_kind": kind});
+            let cached = st.entry.as_ref().is_some_and(|e| e.cache);
+            let details = json!({"plan": plan, "boot_mode": st.boot_mode, "offer_kind": kind, "cache": cached});
             state::offered(c, &m, &ip, "netboot.pxe.plan", false, details)?;
             Ok(Some((new, plan)))
         })

@@ -139,6 +139,27 @@ async fn checklist(s: &AppState, images: usize) -> Vec<Check> {
             href: "/ui/netboot#tftp",
             fix: "See TFTP",
         },
+        {
+            let over = s.cache.over_cap_note();
+            Check {
+                ok: over.is_none(),
+                label: "Image cache within its cap".into(),
+                detail: match over {
+                    Some(note) => note,
+                    None if s.cfg.cache.enabled => format!(
+                        "cap {} in {}",
+                        crate::ui::templates::human_bytes(s.cache.cap),
+                        s.cfg.cache.dir.display()
+                    ),
+                    None => {
+                        "off ([cache] enabled = false): every machine downloads from the origin"
+                            .into()
+                    }
+                },
+                href: "/ui/cache",
+                fix: "See the cache",
+            }
+        },
         Check {
             ok: !default_password_in_use(s).await,
             label: "Default password changed".into(),

@@ -41,6 +41,7 @@ impl AddForm {
             sha256: opt(&self.sha256),
             description: None,
             arch: None,
+            cache: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod assets;
 pub mod bulk;
+pub mod cache;
 pub mod csrf;
 pub mod dashboard;
 pub mod events;

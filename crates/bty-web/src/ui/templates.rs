@@ -39,6 +39,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/machine_status.html"),
     ),
     ("images.html", include_str!("../../templates/images.html")),
+    ("cache.html", include_str!("../../templates/cache.html")),
     (
         "image_delete.html",
         include_str!("../../templates/image_delete.html"),

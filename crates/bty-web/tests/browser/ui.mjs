@@ -258,7 +258,7 @@ try {
 
   step("a phone-sized window: no page is wider than the screen");
   await page.setViewportSize({ width: 375, height: 812 });
-  for (const p of ["dashboard", "machines", `machines/${MAC}`, "images", "events", "netboot", "settings", "account"]) {
+  for (const p of ["dashboard", "machines", `machines/${MAC}`, "images", "cache", "events", "netboot", "settings", "account"]) {
     await page.goto(`${BASE}/ui/${p}`);
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(wide <= 375, `/ui/${p} is ${wide} px wide at 375`);
@@ -274,7 +274,7 @@ try {
   const audit = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } });
   await audit.addCookies(await context.cookies(BASE));
   const ap = await audit.newPage();
-  for (const p of ["dashboard", "machines", `machines/${MAC}`, "images", "events", "netboot", "settings", "account"]) {
+  for (const p of ["dashboard", "machines", `machines/${MAC}`, "images", "cache", "events", "netboot", "settings", "account"]) {
     await ap.goto(`${BASE}/ui/${p}`);
     await ap.evaluate(axeSource);
     const found = await ap.evaluate(async () => {

@@ -61,6 +61,7 @@ fn entry(name: &str, src: &str, origin: &str, size: u64, desc: Option<&str>) -> 
         size_bytes: Some(size),
         description: desc.map(str::to_string),
         arch: bty_source::catalog::guess_arch(name, src),
+        cache: true,
         image_ref: format!("ref-{name}"),
         origin: origin.into(),
     }

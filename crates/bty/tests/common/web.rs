@@ -121,8 +121,14 @@ impl Web {
 
     /// Start on `port` (0: any free port).
     pub fn start(port: u16) -> Web {
+        Web::start_with(port, &[])
+    }
+
+    /// Start on `port` with extra environment variables.
+    pub fn start_with(port: u16, env: &[(&str, &str)]) -> Web {
         let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(web_bin())
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(state.path().join("none.toml"))
             .env("BTY_SERVER_HOST", "127.0.0.1")

@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::app::AppState;
 use crate::auth::{self, cookie_value};
 use crate::db::sessions;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;

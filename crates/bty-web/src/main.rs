@@ -16,6 +16,7 @@ mod pxe;
 mod retention;
 mod routes;
 mod serve;
+mod state;
 mod tftp;
 mod ui;
 mod urls;
@@ -27,8 +28,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 #[derive(Debug, Parser)]
 #[command(name = "bty-web", version, about = "The bty fleet controller")]

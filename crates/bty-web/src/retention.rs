@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::db::events::{self, NewEvent};
+use crate::state::AppState;
 
 const CHUNK: usize = 5000;
 const EVERY: Duration = Duration::from_secs(3600);

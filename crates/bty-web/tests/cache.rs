@@ -154,6 +154,15 @@ fn sixteen_cold_clients_make_one_origin_fetch() {
     assert_eq!(images[0]["cached"], true);
     let toml = c.get("/catalog.toml").body;
     assert!(toml.contains(&format!("src = \"{url}\"")), "{toml}");
+    // The UI: the Cache page lists the blob, the Images page says it is cached.
+    let page = c.get("/ui/cache").body;
+    assert!(
+        page.contains(&sha[..12]) && page.contains("complete") && page.contains("8.0 MiB"),
+        "{page}"
+    );
+    assert!(!page.contains("hx-trigger"), "no running fill, no polling");
+    let images = c.get("/ui/images").body;
+    assert!(images.contains(">cached<"), "{images}");
 }
 
 #[test]
@@ -175,6 +184,12 @@ fn ranges_inside_the_watermark_and_far_beyond_it() {
     wait_rows(&mut c, "a first MiB", |r| {
         r.iter().any(|b| b["filled"].as_u64() >= Some(MIB as u64))
     });
+    // While it fills, the Cache page shows progress and follows it.
+    let page = c.get("/ui/cache").body;
+    assert!(
+        page.contains("<progress") && page.contains("hx-trigger=\"every 2s\""),
+        "{page}"
+    );
     let url = format!("{}/cache/sha256/{sha}/big.qcow2", s.base);
     let (status, h, got) = fetch(&url, Some("bytes=1000-1999")).unwrap();
     assert_eq!((status, got.len()), (206, 1000));

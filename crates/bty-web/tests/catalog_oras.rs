@@ -172,3 +172,58 @@ fn private_oras_entries_fill_the_cache_once() {
         );
     }
 }
+
+/// A fill that outlives its registry token: the blob download is dropped midway after the
+/// token expired; the cache opens the registry afresh (a new token) and resumes from where it
+/// was, instead of failing or starting over.
+#[test]
+fn an_expired_registry_token_is_renewed_on_resume() {
+    use std::sync::atomic::Ordering;
+    let reg = Registry::start();
+    let disk: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+        .collect();
+    reg.push_artifact(
+        "lab/long",
+        "1",
+        &[("application/vnd.bty.disk.raw.zst", "long.img.zst", &disk)],
+    );
+    let front = common::expiring_tokens::Front::start(reg.port);
+    let s = Server::start();
+    let mut c = s.signed_in("bty-lab");
+    let src = format!("oras://127.0.0.1:{}/lab/long:1", front.port);
+    let r = c.json("POST", "/catalog/entries", &json!({ "image_url": src }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let digest = r.json()["disk_image_sha"].as_str().unwrap().to_string();
+    let minted_before = front.seen.minted.load(Ordering::SeqCst);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(&format!("{}/cache/sha256/{digest}/long.img.zst", s.base))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let got = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap();
+    assert!(got == disk, "other bytes through the cache");
+    assert!(
+        front.seen.expired.load(Ordering::SeqCst) >= 1,
+        "the resume never met an expired token"
+    );
+    assert!(
+        front.seen.minted.load(Ordering::SeqCst) >= minted_before + 2,
+        "no new token was minted for the resume"
+    );
+    let m = s.client().get("/metrics").body;
+    assert_eq!(common::metric(&m, "bty_cache_fills_total"), 1);
+    assert_eq!(common::metric(&m, "bty_cache_fill_failures_total"), 0);
+    // Resumed, not restarted: the origin bytes are the blob once plus the probes.
+    let origin = common::metric(&m, "bty_cache_origin_bytes_total");
+    assert_eq!(origin, disk.len() as u64);
+}

@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::routes::boot::safe_path;
+use crate::state::AppState;
 
 /// Write a boot file from a byte stream (API PUT and the UI's upload): into a temporary file
 /// of this upload's own, synced, then renamed over the old file, so a cut upload never leaves

@@ -7,10 +7,10 @@ use bty_proto::catalog::{CatalogEntry, CatalogEntryAdd, ImportError, ImportResul
 use bty_source::canonical::image_ref;
 use bty_source::resolve::{ResolveOptions, resolve};
 
-use crate::app::AppState;
 use crate::db::catalog;
 use crate::db::events::{self, NewEvent};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())

@@ -4,10 +4,10 @@
 use axum::http::StatusCode;
 use bty_proto::{Machine, MachineUpsert};
 
-use crate::app::AppState;
 use crate::db::events::{self, NewEvent};
 use crate::db::machines;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Validate and store a machine's whole binding (API PUT and the UI's form), audit it and tell
 /// live subscribers.

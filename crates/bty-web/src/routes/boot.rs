@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::guard::ClientIp;
 use crate::ops;
+use crate::state::AppState;
 
 /// A bare file name that stays inside the boot folder, or 400.
 pub(crate) fn safe_path(boot_dir: &FsPath, name: &str) -> Result<PathBuf, ApiError> {

@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use bty_proto::catalog::CatalogEntry;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::cache::{self, Cache, FAR_AHEAD, FillState, Located};
 use crate::error::ApiError;
 use crate::routes::boot::parse_range;
+use crate::state::AppState;
 
 /// How long a request waits for the origin to answer a fill it joined.
 const OPEN_WAIT: Duration = Duration::from_secs(60);

@@ -11,12 +11,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_proto::catalog::{CatalogEntry, CatalogEntryAdd, ImageEntry, ImportResult};
 
-use crate::app::AppState;
 use crate::db::catalog;
 use crate::error::ApiError;
 use crate::guard::ClientIp;
 use crate::ops;
 use crate::routes::machines::body;
+use crate::state::AppState;
 
 pub async fn add(
     State(s): State<AppState>,

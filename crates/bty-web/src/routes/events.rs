@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use bty_proto::event::EventsPage;
 
-use crate::app::AppState;
 use crate::db::events::{self, Filter};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub async fn list(
     State(s): State<AppState>,

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use bty_image::ImageSource;
 use bty_source::resolve::{ResolveOptions, resolve};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::routes::boot::parse_range;
+use crate::state::AppState;
 
 const CHUNK: usize = 256 << 10;
 

@@ -7,11 +7,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bty_proto::{Mac, Machine, MachineUpsert};
 
-use crate::app::AppState;
 use crate::db::machines::{self, Blob};
 use crate::error::ApiError;
 use crate::guard::ClientIp;
 use crate::ops;
+use crate::state::AppState;
 
 pub fn parse_mac(raw: &str) -> Result<Mac, ApiError> {
     Mac::parse(raw).map_err(|_| ApiError::bad_request(format!("invalid MAC: '{raw}'")))

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use bty_proto::{FlashFailed, FlashProgress, InventoryPost, PxeStatus, TerminalStatus};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::db::events::{self, NewEvent};
 use crate::db::pxe as state;
 use crate::error::ApiError;
@@ -21,6 +20,7 @@ use crate::guard::ClientIp;
 use crate::pxe::decide::{self, Script};
 use crate::pxe::scripts;
 use crate::routes::machines::{body, parse_mac};
+use crate::state::AppState;
 use crate::urls::base_url;
 
 /// Largest lshw document kept, re-serialised.

@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::Operator;
 use super::login::{Verdict, password_check, with_cookie};
 use super::{FieldErrors, base, render_status};
-use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
 use crate::guard::ClientIp;
 use crate::guard::Session;
+use crate::state::AppState;
 
 const MIN_PASSWORD: usize = 8;
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::Operator;
 use super::machines::{Filter, load};
 use super::view;
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct BulkForm {

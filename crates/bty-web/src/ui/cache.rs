@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{Operator, base, error_page, render};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn show(State(s): State<AppState>, Operator { session, .. }: Operator) -> Response {
     let items = match s.cache.list().await {

@@ -11,8 +11,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::guard::Session;
+use crate::state::AppState;
 
 /// The one post that may come without a token.
 const LOGOUT: &str = "/ui/logout";

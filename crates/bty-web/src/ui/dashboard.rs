@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::Operator;
 use super::view::{self, State as MState};
 use super::{base, default_password_in_use, render};
-use crate::app::AppState;
 use crate::db::events;
+use crate::state::AppState;
 
 /// What the live part of the dashboard shows.
 async fn live_ctx(s: &AppState) -> Option<Value> {

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Operator;
 use super::{base, error_page, render};
-use crate::app::AppState;
 use crate::db::events::{self, Filter};
+use crate::state::AppState;
 
 const PAGE: i64 = 50;
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::Operator;
 use super::csrf::MultipartForm;
 use super::{FieldErrors, base, error_page, field_errors, render_status};
-use crate::app::AppState;
 use crate::db::{catalog, events, machines};
 use crate::guard::Session;
+use crate::state::AppState;
 
 /// The add form as typed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -77,11 +77,18 @@ async fn page(s: &AppState, session: &Session, status: StatusCode, v: View) -> R
         .await;
     };
     let used = bound(s).await;
+    let cached =
+        s.db.read(crate::db::cache::complete)
+            .await
+            .unwrap_or_default();
     let rows: Vec<_> = entries
         .iter()
         .map(|e| {
+            let in_cache = cached.contains(&e.bty_image_ref)
+                || e.disk_image_sha.as_ref().is_some_and(|d| cached.contains(d));
             minijinja::context! {
                 e => e,
+                cache => if !s.cache.serves(e) { "not cached" } else if in_cache { "cached" } else { "on first use" },
                 unflashable => e.unflashable(),
                 machines => used.get(&e.bty_image_ref).cloned().unwrap_or_default(),
             }

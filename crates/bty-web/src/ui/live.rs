@@ -16,7 +16,7 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::machines::{Filter, rows_html};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Renders of one stream are at least this far apart, whatever the rate of changes (a storm
 /// of PXE contacts cannot make every open tab re-render the table for each).

@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Operator;
-use crate::app::AppState;
 use crate::auth::{self, Keys};
 use crate::db::events::{self, NewEvent};
 use crate::db::{sessions, settings};
 use crate::guard::{ClientIp, VERIFY_WAIT, session_of};
+use crate::state::AppState;
 
 async fn login_form(status: StatusCode, message: Option<&str>) -> Response {
     super::render_status(

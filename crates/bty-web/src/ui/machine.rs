@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::view;
 use super::{FieldErrors, base, error_page, field_errors, render_status};
 use super::{MacPath, Operator};
-use crate::app::AppState;
 use crate::db::machines::{self, Blob};
 use crate::db::{catalog, events};
 use crate::guard::Session;
+use crate::state::AppState;
 
 /// The form as typed (re-shown as typed when it does not validate).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

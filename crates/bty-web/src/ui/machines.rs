@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::Operator;
 use super::view::{self, Row};
 use super::{FieldErrors, base, render_status};
-use crate::app::AppState;
 use crate::db::{catalog, events, machines};
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Filter {

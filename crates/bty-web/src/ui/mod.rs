@@ -26,9 +26,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::Value;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::guard::{ClientIp, Session};
+use crate::state::AppState;
 
 /// Messages shown next to form fields, by field name.
 pub type FieldErrors = BTreeMap<String, String>;

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::Operator;
 use super::csrf::MultipartForm;
 use super::{FieldErrors, base, error_page, render_status};
-use crate::app::AppState;
 use crate::guard::Session;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize)]
 struct Artifact {

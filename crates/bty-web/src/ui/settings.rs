@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use super::Operator;
 use super::{base, render};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn show(State(s): State<AppState>, Operator { session, .. }: Operator) -> Response {
     let rows: Vec<_> = s

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod expiring_tokens;
 pub mod origin;
 
 use std::io::{BufRead, BufReader};

@@ -462,6 +462,47 @@ fn eviction_keeps_pinned_and_served_blobs() {
 }
 
 #[test]
+fn pinned_blobs_over_the_cap_still_fill_and_the_dashboard_says_so() {
+    // Three pinned images of 1.25 MiB under a 3 MiB cap.
+    let s = Server::start_with(&[("BTY_CACHE_MAX_BYTES", "3145728")]);
+    let mut c = s.signed_in("bty-lab");
+    let mut origins = Vec::new();
+    for i in 0..3u8 {
+        let body = pattern(MIB + MIB / 4, 50 + i as u64);
+        let o = Origin::start(body.clone());
+        let e = add(
+            &mut c,
+            &o.url(&format!("p{i}.img")),
+            Some(&sha256_hex_bytes(&body)),
+        );
+        let r = c.json(
+            "PUT",
+            &format!("/machines/52:54:00:00:01:0{i}"),
+            &json!({"bty_image_ref": e["bty_image_ref"], "boot_mode": "bty-flash-once", "target_disk_serial": "S1"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        wait_rows(&mut c, "the pinned fill", |r| {
+            r.iter().filter(|b| b["state"] == "complete").count() == i as usize + 1
+        });
+        origins.push(o);
+    }
+    let rows = cache_rows(&mut c);
+    assert!(rows.iter().all(|b| b["pinned"] == true), "{rows:?}");
+    let dash = c.get("/ui/dashboard").body;
+    assert!(dash.contains("over its cap"), "{dash}");
+    // An unpinned image is refused rather than evicting the fleet's.
+    let body = pattern(MIB, 60);
+    let sha = sha256_hex_bytes(&body);
+    let o = Origin::start(body);
+    add(&mut c, &o.url("extra.img"), Some(&sha));
+    let (status, _, text) =
+        fetch(&format!("{}/cache/sha256/{sha}/extra.img", s.base), None).unwrap();
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&text).contains("no room under the cache's cap"));
+    assert_eq!(cache_rows(&mut c).len(), 3);
+}
+
+#[test]
 fn a_changed_origin_object_becomes_a_new_blob() {
     let v1 = pattern(MIB, 20);
     let origin = Origin::start(v1.clone());

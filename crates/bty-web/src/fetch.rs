@@ -2,7 +2,7 @@
 //! entry, `sha_url`, the `/images` registry proxy). Both come from
 //! [`bty_source::HttpClient::guarded`]: at most 5 redirects, http(s) only, never a link-local or
 //! cloud-metadata address. The operator can still point bty-web at any host on its LAN — that
-//! is by design, and the trust model in the README says so. Which sources may be fetched at
+//! is by design, and the trust model in docs/operator-guide.md says so. Which sources may be fetched at
 //! all (http(s) and oras://, never a local path — a deliberate break from upstream 0.47, whose
 //! import read any path on the server) is `bty_source::catalog::fetchable`.
 

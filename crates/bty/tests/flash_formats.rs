@@ -299,7 +299,7 @@ fn standard_input_is_a_source() {
 
 #[test]
 fn the_reported_digest_matches_the_documented_definition() {
-    // scripts/bty-digest.py implements the README's definition independently, in Python.
+    // scripts/bty-digest.py implements the definition in docs/cli.md ("Image digest") independently, in Python.
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("img.raw");
     let img = sample_image(5 * MIB + 1234, 33);

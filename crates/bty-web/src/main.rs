@@ -185,13 +185,29 @@ where
     }
 }
 
-fn main() -> ExitCode {
+/// Logs for a service: colour only on a terminal (never ANSI codes in files or the journal),
+/// and `BTY_LOG_FORMAT=json` for log collectors (one JSON object a line).
+fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BTY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let format = std::env::var("BTY_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format.trim().to_ascii_lowercase().as_str() {
+        "json" => builder.json().try_init(),
+        "" | "text" => builder.try_init(),
+        other => {
+            eprintln!("bty-web: BTY_LOG_FORMAT={other:?} is not text or json; logging text");
+            builder.try_init()
+        }
+    };
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let cfg = match load_config(&cli) {
         Ok(c) => c,

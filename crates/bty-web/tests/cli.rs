@@ -213,3 +213,52 @@ fn import_reads_upstream_bundles_and_refuses_others() {
     assert_eq!(code, 1);
     assert!(err.contains("inventory.json"), "{err}");
 }
+
+/// Logs fit a service: no ANSI colour codes when stderr is not a terminal, one JSON object a
+/// line with `BTY_LOG_FORMAT=json`.
+#[test]
+fn logs_are_plain_off_a_terminal_and_json_on_request() {
+    let s = Server::start_with(&[("BTY_LOG", "info")]);
+    let warning = s
+        .startup
+        .iter()
+        .find(|l| l.contains("admin password is the default"))
+        .unwrap_or_else(|| panic!("no default-password warning in {:?}", s.startup));
+    assert!(!warning.contains('\u{1b}'), "ANSI codes in {warning:?}");
+    assert!(warning.contains("WARN"), "{warning}");
+    drop(s);
+    let s = Server::start_with(&[("BTY_LOG", "info"), ("BTY_LOG_FORMAT", "json")]);
+    let line = s
+        .startup
+        .iter()
+        .find(|l| l.contains("admin password is the default"))
+        .unwrap_or_else(|| panic!("no default-password warning in {:?}", s.startup));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "WARN");
+    assert!(v["fields"]["message"].as_str().unwrap().contains("bty-lab"));
+}
+
+/// A state database written by a newer release is refused at start, untouched.
+#[test]
+fn a_newer_schema_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let (code, _, err) = bty_web(
+        dir.path(),
+        &["--config", "/nonexistent.toml"],
+        &[("BTY_SERVER_HOST", "127.0.0.1"), ("BTY_SERVER_PORT", "0")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("schema version 999") && err.contains("newer release"),
+        "{err}"
+    );
+    let c = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 999);
+}

@@ -26,6 +26,14 @@ pub enum DbError {
     Gone,
     #[error("database commit failed: {0}")]
     Commit(String),
+    #[error(
+        "the state database {path} has schema version {found}, newer than this bty-web knows ({known}): a newer release wrote it; run that release, or restore the backup taken before the upgrade"
+    )]
+    NewerSchema {
+        path: String,
+        found: usize,
+        known: usize,
+    },
 }
 
 /// A write request: runs in the batch's transaction and returns how to answer once the
@@ -96,6 +104,15 @@ impl Db {
             let mut p = path.as_os_str().to_owned();
             p.push(ext);
             set_mode(Path::new(&p), 0o600);
+        }
+        let found = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
+        let known = migrations::MIGRATIONS.len();
+        if found.max(0) as usize > known {
+            return Err(DbError::NewerSchema {
+                path: path.display().to_string(),
+                found: found as usize,
+                known,
+            });
         }
         migrations::migrate(&mut conn, upto)?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -294,6 +311,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_release_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Db::open(&path).unwrap());
+        let newer = migrations::MIGRATIONS.len() + 3;
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", newer as i64).unwrap();
+        }
+        let e = Db::open(&path).err().expect("refused");
+        assert!(
+            matches!(e, DbError::NewerSchema { found, known, .. } if found == newer && known == migrations::MIGRATIONS.len()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer release"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, newer, "the schema version was changed");
     }
 
     /// The schema of the release before the event-kind rename (migration 5) and the cache (6).

@@ -16,6 +16,8 @@ struct KeyDef {
     key: &'static str,
     default: &'static str,
     secret: bool,
+    /// One line for a commented configuration file.
+    help: &'static str,
 }
 
 const KEYS: &[KeyDef] = &[
@@ -24,228 +26,266 @@ const KEYS: &[KeyDef] = &[
         key: "password",
         default: "bty-lab",
         secret: true,
+        help: "plain text or an argon2 PHC string ($argon2id$...)",
     },
     KeyDef {
         section: "server",
         key: "host",
         default: "0.0.0.0",
         secret: false,
+        help: "the address to listen on",
     },
     KeyDef {
         section: "server",
         key: "port",
         default: "8080",
         secret: false,
+        help: "0: any free port (the start line says which)",
     },
     KeyDef {
         section: "server",
         key: "public_url",
         default: "",
         secret: false,
+        help: "the base URL handed to machines; else a request's Host header",
     },
     KeyDef {
         section: "server",
         key: "trusted_proxy",
         default: "",
         secret: false,
+        help: "comma-separated proxy addresses whose X-Forwarded-For is read",
     },
     KeyDef {
         section: "server",
         key: "session_secret",
         default: "",
         secret: true,
+        help: "signs session cookies; else <state_dir>/session-secret",
     },
     KeyDef {
         section: "paths",
         key: "state_dir",
         default: "./bty-state",
         secret: false,
+        help: "state.db, the session key, boot/ and cache/",
     },
     KeyDef {
         section: "paths",
         key: "boot_dir",
         default: "",
         secret: false,
+        help: "boot files (default <state_dir>/boot)",
     },
     KeyDef {
         section: "paths",
         key: "catalog_file",
         default: "",
         secret: false,
+        help: "default <state_dir>/catalog.toml",
     },
     KeyDef {
         section: "tuning",
         key: "max_body_bytes",
         default: "1048576",
         secret: false,
+        help: "larger request bodies get 413",
     },
     KeyDef {
         section: "tuning",
         key: "max_upload_bytes",
         default: "214748364800",
         secret: false,
+        help: "cap of PUT /boot/{name} and the UI's boot-file upload",
     },
     KeyDef {
         section: "netboot",
         key: "preset",
         default: "bty",
         secret: false,
+        help: "what the live-environment chain boots: bty or upstream",
     },
     KeyDef {
         section: "netboot",
         key: "kernel",
         default: "",
         secret: false,
+        help: "a file name in the boot folder (default: the preset's)",
     },
     KeyDef {
         section: "netboot",
         key: "initrd",
         default: "",
         secret: false,
+        help: "a file name in the boot folder (default: the preset's)",
     },
     KeyDef {
         section: "netboot",
         key: "cmdline",
         default: "",
         secret: false,
+        help: "the kernel command line ({base}, {mac} are filled in)",
     },
     KeyDef {
         section: "netboot",
         key: "upstream_version",
         default: crate::pxe::netboot::DEFAULT_UPSTREAM_VERSION,
         secret: false,
+        help: "the upstream live environment's release, for its file names",
     },
     KeyDef {
         section: "events",
         key: "retention_days",
         default: "365",
         secret: false,
+        help: "events older than this are deleted; 0 keeps every event",
     },
     KeyDef {
         section: "tftp",
         key: "enabled",
         default: "false",
         secret: false,
+        help: "serve iPXE over TFTP (port 69 needs CAP_NET_BIND_SERVICE)",
     },
     KeyDef {
         section: "tftp",
         key: "bind",
         default: "0.0.0.0:69",
         secret: false,
+        help: "the TFTP address",
     },
     KeyDef {
         section: "tftp",
         key: "root",
         default: "",
         secret: false,
+        help: "the TFTP folder (default: the boot folder)",
     },
     KeyDef {
         section: "limits",
         key: "header_timeout_secs",
         default: "30",
         secret: false,
+        help: "a request's headers must arrive within this",
     },
     KeyDef {
         section: "limits",
         key: "body_timeout_secs",
         default: "60",
         secret: false,
+        help: "a request body idle this long is cut",
     },
     KeyDef {
         section: "limits",
         key: "idle_timeout_secs",
         default: "60",
         secret: false,
+        help: "a connection idle this long is cut",
     },
     KeyDef {
         section: "limits",
         key: "max_connections",
         default: "1024",
         secret: false,
+        help: "open HTTP connections",
     },
     KeyDef {
         section: "limits",
         key: "max_streams",
         default: "512",
         secret: false,
+        help: "live streams (SSE)",
     },
     KeyDef {
         section: "limits",
         key: "max_discovered",
         default: "5000",
         secret: false,
+        help: "machines unknown PXE clients may create",
     },
     KeyDef {
         section: "limits",
         key: "discover_per_minute",
         default: "120",
         secret: false,
+        help: "new machines per source address per minute",
     },
     KeyDef {
         section: "limits",
         key: "lshw_max_bytes",
         default: "1048576",
         secret: false,
+        help: "a larger inventory lshw is dropped (the disks are kept)",
     },
     KeyDef {
         section: "limits",
         key: "tftp_transfers",
         default: "64",
         secret: false,
+        help: "TFTP transfers at once",
     },
     KeyDef {
         section: "limits",
         key: "tftp_per_client",
         default: "8",
         secret: false,
+        help: "TFTP transfers at once per address",
     },
     KeyDef {
         section: "pxe",
         key: "strict_reports",
         default: "false",
         secret: false,
+        help: "refuse reports from an address other than the one that armed the cycle",
     },
     KeyDef {
         section: "cache",
         key: "enabled",
         default: "true",
         secret: false,
+        help: "the image cache; false hands machines each image's origin URL",
     },
     KeyDef {
         section: "cache",
         key: "dir",
         default: "",
         secret: false,
+        help: "default <state_dir>/cache",
     },
     KeyDef {
         section: "cache",
         key: "max_bytes",
         default: "",
         secret: false,
+        help: "empty: the smaller of 50 GiB and half the filesystem",
     },
     KeyDef {
         section: "cache",
         key: "min_free_bytes",
         default: "1073741824",
         secret: false,
+        help: "a fill never leaves less free than this",
     },
     KeyDef {
         section: "cache",
         key: "max_concurrent_fills",
         default: "4",
         secret: false,
+        help: "origin fetches at once",
     },
     KeyDef {
         section: "cache",
         key: "origin_bytes_per_sec",
         default: "0",
         secret: false,
+        help: "origin bandwidth cap over all fills; 0: none",
     },
     KeyDef {
         section: "cache",
         key: "revalidate_secs",
         default: "60",
         secret: false,
+        help: "how long a blob without a digest is served before its origin is asked again",
     },
 ];
 
@@ -666,6 +706,13 @@ impl Config {
     /// Whether the admin password is still the default.
     pub fn default_password(&self) -> bool {
         self.admin_password == "bty-lab"
+    }
+
+    /// Each key as `(section, name, default, secret, help)`, in the order of the manual.
+    pub fn keys()
+    -> impl Iterator<Item = (&'static str, &'static str, &'static str, bool, &'static str)> {
+        KEYS.iter()
+            .map(|k| (k.section, k.key, k.default, k.secret, k.help))
     }
 
     /// Each key with its effective value (secrets masked) and where it came from.

@@ -10,6 +10,7 @@ mod db;
 mod error;
 mod fetch;
 mod guard;
+mod init;
 mod ops;
 mod portability;
 mod pxe;
@@ -52,6 +53,23 @@ enum Command {
     Export { dir: PathBuf },
     /// Read DIR/inventory.json (version 3) into the state.
     Import { dir: PathBuf },
+    /// Write DIR/bty.toml (commented, with a fresh admin password and session secret) and the
+    /// service files for one way of running bty-web. Nothing else is touched.
+    Init {
+        dir: PathBuf,
+        /// A native systemd unit (the default).
+        #[arg(long, group = "style")]
+        unit: bool,
+        /// A Podman Quadlet unit (bty-web.container).
+        #[arg(long, group = "style")]
+        quadlet: bool,
+        /// A compose file (compose.yaml).
+        #[arg(long, group = "style")]
+        compose: bool,
+        /// Replace files that exist (with new secrets).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn env(k: &str) -> Option<String> {
@@ -209,6 +227,39 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    // `init` needs no configuration: it writes one.
+    if let Some(Command::Init {
+        dir,
+        quadlet,
+        compose,
+        force,
+        ..
+    }) = &cli.command
+    {
+        let style = if *quadlet {
+            init::Style::Quadlet
+        } else if *compose {
+            init::Style::Compose
+        } else {
+            init::Style::Unit
+        };
+        return match init::run(dir, style, *force) {
+            Ok(files) => {
+                for f in &files {
+                    println!("wrote {}", f.display());
+                }
+                println!(
+                    "the admin password is in {} ([admin] password); keep that file private",
+                    dir.join("bty.toml").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bty-web init: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cfg = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -235,6 +286,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // Answered before the configuration was loaded.
+        Some(Command::Init { .. }) => ExitCode::SUCCESS,
         Some(Command::Export { dir }) => offline(cfg, |db| async move {
             let n = portability::export(&db, &dir).await?;
             println!(

@@ -262,3 +262,133 @@ fn a_newer_schema_stops_the_start() {
         .unwrap();
     assert_eq!(v, 999);
 }
+
+/// The secrets `init` wrote into DIR/bty.toml.
+fn init_secrets(dir: &std::path::Path) -> (String, String) {
+    let t: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join("bty.toml")).unwrap()).unwrap();
+    (
+        t["admin"]["password"].as_str().unwrap().to_string(),
+        t["server"]["session_secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `init` for each style: the files, their modes, secrets once each, output stable apart from
+/// the secrets (compared with `tests/fixtures/init/`; `BTY_UPDATE_FIXTURES=1` rewrites them),
+/// existing files kept unless `--force`, and the configuration usable as it is.
+#[test]
+fn init_writes_a_private_config_and_the_service_files() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/init");
+    let update = std::env::var_os("BTY_UPDATE_FIXTURES").is_some();
+    for (flag, service) in [
+        ("--unit", "bty-web.service"),
+        ("--quadlet", "bty-web.container"),
+        ("--compose", "compose.yaml"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let (code, stdout, err) = bty_web(dir.path(), &["init", out.to_str().unwrap(), flag], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(stdout.contains("the admin password is in"), "{stdout}");
+        assert_eq!(common::file_mode(&out.join("bty.toml")), 0o600);
+        assert_eq!(common::file_mode(&out.join(service)), 0o644);
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want = vec!["bty.toml".to_string(), service.to_string()];
+        want.sort();
+        assert_eq!(names, want, "nothing else is written");
+        let (pw, key) = init_secrets(&out);
+        let all: String = names
+            .iter()
+            .map(|n| std::fs::read_to_string(out.join(n)).unwrap())
+            .collect();
+        assert_eq!(all.matches(&pw).count(), 1, "the password is written once");
+        assert_eq!(
+            all.matches(&key).count(),
+            1,
+            "the session secret is written once"
+        );
+        for n in &names {
+            let text = std::fs::read_to_string(out.join(n))
+                .unwrap()
+                .replace(&pw, "<admin-password>")
+                .replace(&key, "<session-secret>");
+            let fixture = fixtures.join(flag.trim_start_matches("--")).join(n);
+            if update {
+                std::fs::create_dir_all(fixture.parent().unwrap()).unwrap();
+                std::fs::write(&fixture, &text).unwrap();
+            }
+            let expected = std::fs::read_to_string(&fixture).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (BTY_UPDATE_FIXTURES=1 writes it)",
+                    fixture.display()
+                )
+            });
+            assert_eq!(
+                text, expected,
+                "{flag} {n} changed; BTY_UPDATE_FIXTURES=1 rewrites the fixture"
+            );
+        }
+        // Kept unless --force; --force makes new secrets.
+        let (code, _, err) = bty_web(dir.path(), &["init", out.to_str().unwrap(), flag], &[]);
+        assert_eq!(code, 2);
+        assert!(err.contains("already exist"), "{err}");
+        assert_eq!(init_secrets(&out), (pw.clone(), key.clone()));
+        let (code, _, _) = bty_web(
+            dir.path(),
+            &["init", out.to_str().unwrap(), flag, "--force"],
+            &[],
+        );
+        assert_eq!(code, 0);
+        assert_ne!(init_secrets(&out).0, pw);
+        // The configuration loads; show-config masks both secrets and names the file.
+        let (code, shown, err) = bty_web(
+            dir.path(),
+            &[
+                "--config",
+                out.join("bty.toml").to_str().unwrap(),
+                "show-config",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (pw, key) = init_secrets(&out);
+        assert!(!shown.contains(&pw) && !shown.contains(&key), "{shown}");
+        assert!(shown.contains("admin.password = \"********\""), "{shown}");
+        let from_file = format!(
+            "server.session_secret = \"********\"  # file {}",
+            out.join("bty.toml").display()
+        );
+        assert!(shown.contains(&from_file), "{shown}");
+    }
+}
+
+/// The unit passes `systemd-analyze verify` with no warning (unknown keys, bad values), with
+/// its ExecStart pointed at the binary under test.
+#[test]
+fn the_systemd_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, _, err) = bty_web(dir.path(), &["init", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let unit = std::fs::read_to_string(out.join("bty-web.service"))
+        .unwrap()
+        .replace("/usr/bin/bty-web", env!("CARGO_BIN_EXE_bty-web"));
+    let path = dir.path().join("bty-web.service");
+    std::fs::write(&path, unit).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (run-tests installs systemd)");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("bty-web.service"))
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:?}");
+}

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::error::ApiError;
 use crate::guard::ClientIp;
 use crate::ops;
+use crate::routes::ranges::parse_range;
 use crate::state::AppState;
 
 /// A bare file name that stays inside the boot folder, or 400.
@@ -54,40 +55,6 @@ fn content_type(name: &str) -> &'static str {
     } else {
         "application/octet-stream"
     }
-}
-
-/// The byte range asked for, against a file of `len` bytes: `Ok(None)` for the whole file,
-/// `Err(())` when it cannot be satisfied.
-pub(crate) fn parse_range(v: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None); // several ranges: the whole file is a valid answer
-    }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 || len == 0 {
-            return Err(());
-        }
-        (len.saturating_sub(n), len - 1)
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end: u64 = if b.is_empty() {
-            len.saturating_sub(1)
-        } else {
-            b.parse().map_err(|_| ())?
-        };
-        if start >= len || end < start {
-            return Err(());
-        }
-        (start, end.min(len - 1))
-    };
-    Ok(Some(range))
 }
 
 pub async fn get(
@@ -222,19 +189,6 @@ pub async fn status(State(s): State<AppState>) -> Json<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
-        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
-        assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=9-3", 100), Err(()));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(parse_range("items=0-1", 100), Ok(None));
-        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
-    }
 
     #[test]
     fn names() {

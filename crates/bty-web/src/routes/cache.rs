@@ -10,14 +10,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bty_proto::catalog::CatalogEntry;
 use serde::Deserialize;
 
 use crate::cache::{self, Cache, FAR_AHEAD, FillState, Located};
 use crate::error::ApiError;
-use crate::routes::boot::parse_range;
+use crate::routes::ranges;
 use crate::state::AppState;
 
 /// How long a request waits for the origin to answer a fill it joined.
@@ -47,66 +47,9 @@ pub async fn blob(
 }
 
 fn base_headers(digest: Option<&str>, via: &'static str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let mut h = ranges::octet_headers(digest);
     h.insert("x-bty-cache", HeaderValue::from_static(via));
-    if let Some(d) = digest
-        && let Ok(v) = HeaderValue::from_str(&format!("\"sha256:{d}\""))
-    {
-        h.insert(header::ETAG, v);
-    }
     h
-}
-
-/// The range to answer: `Ok(None)` for the whole blob; `Err` when it cannot be satisfied
-/// (Content-Range for the 416 is set in `h`).
-fn range_of(
-    headers: &HeaderMap,
-    size: Option<u64>,
-    h: &mut HeaderMap,
-) -> Result<Option<(u64, u64)>, ()> {
-    let (Some(r), Some(len)) = (
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-        size,
-    ) else {
-        return Ok(None);
-    };
-    match parse_range(r, len) {
-        Ok(r) => Ok(r),
-        Err(()) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            Err(())
-        }
-    }
-}
-
-/// Status, first byte and length, with Content-Range/Content-Length set.
-fn answer_shape(
-    range: Option<(u64, u64)>,
-    size: Option<u64>,
-    h: &mut HeaderMap,
-) -> (StatusCode, u64, Option<u64>) {
-    let (status, start, count) = match (range, size) {
-        (Some((a, b)), Some(len)) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, a, Some(b - a + 1))
-        }
-        _ => (StatusCode::OK, 0, size),
-    };
-    if let Some(n) = count
-        && let Ok(v) = HeaderValue::from_str(&n.to_string())
-    {
-        h.insert(header::CONTENT_LENGTH, v);
-    }
-    (status, start, count)
 }
 
 /// Answer a request for `entry`'s bytes from the cache (also the `/images` proxy's path).
@@ -169,7 +112,7 @@ pub async fn serve_entry(
                 None => {}
             }
             let mut h = base_headers(fill.origin.digest.as_deref(), "fill");
-            let range = match range_of(headers, st.size, &mut h) {
+            let range = match ranges::requested(headers, st.size, &mut h) {
                 Ok(r) => r,
                 Err(()) => return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response()),
             };
@@ -177,14 +120,14 @@ pub async fn serve_entry(
                 && a > st.visible().saturating_add(FAR_AHEAD)
             {
                 h.insert("x-bty-cache", HeaderValue::from_static("origin"));
-                let (status, _, _) = answer_shape(range, st.size, &mut h);
+                let (status, _, _) = ranges::shape(range, st.size, &mut h);
                 if *method == Method::HEAD {
                     return Ok((status, h).into_response());
                 }
                 let body = cache::body::passthrough(Arc::clone(&c), fill.origin.clone(), a, b + 1);
                 return Ok((status, h, body).into_response());
             }
-            let (status, start, count) = answer_shape(range, st.size, &mut h);
+            let (status, start, count) = ranges::shape(range, st.size, &mut h);
             if *method == Method::HEAD {
                 return Ok((status, h).into_response());
             }
@@ -220,11 +163,11 @@ async fn serve_complete(
             .len(),
     };
     let mut h = base_headers(digest, "hit");
-    let range = match range_of(headers, Some(size), &mut h) {
+    let range = match ranges::requested(headers, Some(size), &mut h) {
         Ok(r) => r,
         Err(()) => return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response()),
     };
-    let (status, start, count) = answer_shape(range, Some(size), &mut h);
+    let (status, start, count) = ranges::shape(range, Some(size), &mut h);
     if *method == Method::HEAD {
         return Ok((status, h).into_response());
     }

@@ -1,7 +1,7 @@
 //! `GET`/`HEAD /images/{key}[/{name}]`: an `oras://` catalog entry's blob, streamed from its
 //! registry for clients that cannot speak OCI (upstream's netboot environment). `key` is the
 //! entry's `bty_image_ref` or its `disk_image_sha`; `name` is decorative. Single byte ranges
-//! are served (206), so downloads can resume. With the image cache on (the default), this is
+//! are served (206, through [`crate::routes::ranges`]), so downloads can resume. With the image cache on (the default), this is
 //! a cache read like `/cache/sha256/…` (any catalog entry the cache serves).
 
 use std::io::Read;
@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bty_image::ImageSource;
 use bty_source::resolve::{ResolveOptions, resolve};
 
 use crate::error::ApiError;
-use crate::routes::boot::parse_range;
+use crate::routes::ranges;
 use crate::state::AppState;
 
 const CHUNK: usize = 256 << 10;
@@ -78,46 +78,11 @@ async fn serve(
     })?;
     let source = resolved.source;
     let size = source.size();
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(d) = &digest
-        && let Ok(v) = HeaderValue::from_str(&format!("\"sha256:{d}\""))
-    {
-        h.insert(header::ETAG, v);
-    }
-    let range = match (
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-        size,
-    ) {
-        (Some(r), Some(len)) => match parse_range(r, len) {
-            Ok(r) => r,
-            Err(()) => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
-            }
-        },
-        _ => None,
+    let mut h = ranges::octet_headers(digest.as_deref());
+    let Ok(range) = ranges::requested(&headers, size, &mut h) else {
+        return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
     };
-    let (status, start, count) = match (range, size) {
-        (Some((a, b)), Some(len)) => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, a, Some(b - a + 1))
-        }
-        _ => (StatusCode::OK, 0, size),
-    };
-    if let Some(n) = count
-        && let Ok(v) = HeaderValue::from_str(&n.to_string())
-    {
-        h.insert(header::CONTENT_LENGTH, v);
-    }
+    let (status, start, count) = ranges::shape(range, size, &mut h);
     if method == Method::HEAD {
         return Ok((status, h).into_response());
     }

@@ -10,3 +10,4 @@ pub mod live;
 pub mod machines;
 pub mod misc;
 pub mod pxe;
+pub mod ranges;

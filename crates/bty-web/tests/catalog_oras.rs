@@ -7,6 +7,9 @@ mod common;
 #[allow(dead_code)]
 mod registry;
 
+#[path = "common/expiring_tokens.rs"]
+mod expiring_tokens;
+
 use common::Server;
 use registry::{Registry, sha256_digest};
 use serde_json::json;
@@ -188,7 +191,7 @@ fn an_expired_registry_token_is_renewed_on_resume() {
         "1",
         &[("application/vnd.bty.disk.raw.zst", "long.img.zst", &disk)],
     );
-    let front = common::expiring_tokens::Front::start(reg.port);
+    let front = expiring_tokens::Front::start(reg.port);
     let s = Server::start();
     let mut c = s.signed_in("bty-lab");
     let src = format!("oras://127.0.0.1:{}/lab/long:1", front.port);

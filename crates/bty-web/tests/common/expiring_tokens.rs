@@ -1,6 +1,8 @@
 //! A registry front end whose bearer tokens expire a second after they are minted, as public
 //! registries' short-lived tokens do over a long pull, and which drops the first whole blob
 //! download midway while sending it slowly — so the pull must resume after its token expired.
+//! Forwarding is the registry helper's (`registry::forward`); included by `catalog_oras.rs`
+//! beside that module.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -107,35 +109,12 @@ fn handle(stream: TcpStream, port: u16, upstream: u16, seen: &Seen) -> std::io::
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\",scope=\"repository:{repo}:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent.get(&format!("http://127.0.0.1:{upstream}{target}"));
-    for k in ["accept", "range", "if-range"] {
-        if let Some(v) = get(k) {
-            req = req.header(k, &v);
-        }
-    }
-    let resp = req.call().map_err(std::io::Error::other)?;
-    let mut head = format!("HTTP/1.1 {}\r\nConnection: close\r\n", resp.status());
-    for k in [
-        "content-type",
-        "content-length",
-        "content-range",
-        "etag",
-        "docker-content-digest",
-        "accept-ranges",
-    ] {
-        if let Some(v) = resp.headers().get(k).and_then(|v| v.to_str().ok()) {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
+    let Some(mut body) = crate::registry::forward(&mut out, "GET", &target, &headers, upstream)?
+    else {
+        return Ok(());
+    };
     let whole_blob = target.contains("/blobs/") && get("range").is_none();
     let drop_this = whole_blob && !seen.dropped.swap(true, Ordering::SeqCst);
-    let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 64 << 10];
     let mut sent = 0usize;
     loop {

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod expiring_tokens;
 pub mod origin;
 
 use std::io::{BufRead, BufReader};

@@ -284,7 +284,29 @@ fn handle(
         );
         return out.write_all(resp.as_bytes());
     }
-    let mut req = match method.as_str() {
+    if let Some(mut body) = forward(&mut out, &method, &target, &headers, upstream)? {
+        std::io::copy(&mut body, &mut out)?;
+    }
+    out.flush()
+}
+
+/// Send a request on to the registry on `upstream` (with its Accept, Range and If-Range),
+/// write the answer's status line and headers to `out`, and hand back the body for the caller
+/// to copy (`None` for HEAD).
+pub fn forward(
+    out: &mut TcpStream,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    upstream: u16,
+) -> std::io::Result<Option<Box<dyn std::io::Read + Send>>> {
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut req = match method {
         "HEAD" => agent().head(&format!("http://127.0.0.1:{upstream}{target}")),
         _ => agent().get(&format!("http://127.0.0.1:{upstream}{target}")),
     };
@@ -309,9 +331,6 @@ fn handle(
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        let mut body = resp.into_body().into_reader();
-        std::io::copy(&mut body, &mut out)?;
-    }
-    out.flush()
+    Ok((method != "HEAD")
+        .then(|| Box::new(resp.into_body().into_reader()) as Box<dyn std::io::Read + Send>))
 }

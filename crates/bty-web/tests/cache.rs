@@ -8,47 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::origin::{Origin, pattern};
+use common::origin::{Fetched, Origin, fetch, fetch_together, header, pattern};
 use common::{Client, Server, metric, sha256_hex_bytes};
 use serde_json::json;
 
 const MIB: usize = 1 << 20;
-
-/// Status, headers and body of a whole transfer, or the error it ended with.
-type Fetched = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
-
-/// A GET with raw bytes.
-fn fetch(url: &str, range: Option<&str>) -> Fetched {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
-    if let Some(r) = range {
-        req = req.header("range", r);
-    }
-    let mut resp = req.call().map_err(|e| e.to_string())?;
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
-    Ok((status, headers, body))
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 fn add(c: &mut Client, url: &str, sha: Option<&str>) -> serde_json::Value {
     let mut body = json!({ "image_url": url });
@@ -101,18 +65,8 @@ fn sixteen_cold_clients_make_one_origin_fetch() {
     let mut c = s.signed_in("bty-lab");
     add(&mut c, &origin.url("disk.img"), Some(&sha));
     let url = format!("{}/cache/sha256/{sha}/disk.img", s.base);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (url, b) = (url.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                b.wait();
-                fetch(&url, None)
-            })
-        })
-        .collect();
-    for t in clients {
-        let (status, h, got) = t.join().unwrap().expect("a whole transfer");
+    for got in fetch_together(&url, 16) {
+        let (status, h, got) = got.expect("a whole transfer");
         assert_eq!(status, 200);
         assert_eq!(header(&h, "content-length"), Some("8388608"));
         assert_eq!(got.len(), body.len());
@@ -287,18 +241,8 @@ fn damaged_and_short_origins_are_refused() {
     damaged.pause(Some(Duration::from_millis(2)));
     add(&mut c, &damaged.url("a.img"), Some(&sha));
     let url = format!("{}/cache/sha256/{sha}/a.img", s.base);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, b) = (url.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                b.wait();
-                fetch(&url, None)
-            })
-        })
-        .collect();
-    for t in clients {
-        assert_cut_short(t.join().unwrap());
+    for got in fetch_together(&url, 4) {
+        assert_cut_short(got);
     }
     wait_rows(&mut c, "the blob dropped", |r| r.is_empty());
     assert!(

@@ -11,6 +11,7 @@ mod registry;
 mod expiring_tokens;
 
 use common::Server;
+use common::origin::{fetch, header, pattern};
 use registry::{Registry, sha256_digest};
 use serde_json::json;
 
@@ -106,9 +107,7 @@ fn oras_entries_get_the_layer_digest() {
 #[test]
 fn private_oras_entries_fill_the_cache_once() {
     let reg = Registry::start();
-    let disk: Vec<u8> = (0..2_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let disk = pattern(2_000_000, 1);
     reg.push_artifact(
         "lab/private",
         "1",
@@ -125,25 +124,10 @@ fn private_oras_entries_fill_the_cache_once() {
     assert_eq!(r.status, 201, "{}", r.body);
     let digest = r.json()["disk_image_sha"].as_str().unwrap().to_string();
     let url = format!("{}/cache/sha256/{digest}/private.img.zst", s.base);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
     for expect in ["fill", "hit"] {
-        let mut resp = agent.get(&url).call().unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let via = resp
-            .headers()
-            .get("x-bty-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let got = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .unwrap();
+        let (status, h, got) = fetch(&url, None).unwrap();
+        assert_eq!(status, 200);
+        let via = header(&h, "x-bty-cache").unwrap_or("").to_string();
         assert!(got == disk, "other bytes through the cache");
         if expect == "hit" {
             assert_eq!(via, "hit");
@@ -183,9 +167,7 @@ fn private_oras_entries_fill_the_cache_once() {
 fn an_expired_registry_token_is_renewed_on_resume() {
     use std::sync::atomic::Ordering;
     let reg = Registry::start();
-    let disk: Vec<u8> = (0..5_000_000u32)
-        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
-        .collect();
+    let disk = pattern(5_000_000, 2);
     reg.push_artifact(
         "lab/long",
         "1",
@@ -199,21 +181,12 @@ fn an_expired_registry_token_is_renewed_on_resume() {
     assert_eq!(r.status, 201, "{}", r.body);
     let digest = r.json()["disk_image_sha"].as_str().unwrap().to_string();
     let minted_before = front.seen.minted.load(Ordering::SeqCst);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .get(&format!("{}/cache/sha256/{digest}/long.img.zst", s.base))
-        .call()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let got = resp
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()
-        .unwrap();
+    let (status, _, got) = fetch(
+        &format!("{}/cache/sha256/{digest}/long.img.zst", s.base),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
     assert!(got == disk, "other bytes through the cache");
     assert!(
         front.seen.expired.load(Ordering::SeqCst) >= 1,

@@ -1,7 +1,8 @@
 //! An image origin for the cache tests, on 127.0.0.1: serves one object at every path with
 //! ETag, single Range, If-Range and If-None-Match, counts the body bytes it sends and the
 //! requests it answers, and on demand throttles, drops a connection mid-body once, damages a
-//! byte, serves a truncated object, or changes the object between requests. Paths under
+//! byte, serves a truncated object, or changes the object between requests. Also the raw-bytes
+//! GET the cache tests read blobs with. Paths under
 //! `/presign/` redirect to a one-time URL under `/signed/`, as object stores' pre-signed URLs
 //! do: a second use of one is refused with 403.
 
@@ -51,6 +52,57 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Status, headers and body of a whole transfer, or the error it ended with.
+pub type Fetched = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
+
+/// A GET with raw bytes.
+pub fn fetch(url: &str, range: Option<&str>) -> Fetched {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let mut resp = req.call().map_err(|e| e.to_string())?;
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((status, headers, body))
+}
+
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `n` clients GET `url` at the same moment (a barrier releases them together).
+pub fn fetch_together(url: &str, n: usize) -> Vec<Fetched> {
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, b) = (url.to_string(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                fetch(&url, None)
+            })
+        })
+        .collect();
+    clients.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 impl Origin {

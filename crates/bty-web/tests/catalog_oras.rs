@@ -99,6 +99,23 @@ fn oras_entries_get_the_layer_digest() {
         c.get("/catalog/entries").json().as_array().unwrap().len(),
         1
     );
+
+    // With the cache off, `/images` streams from the registry on every request.
+    let off = Server::start_with(&[("BTY_CACHE_ENABLED", "false")]);
+    let mut c = off.signed_in("bty-lab");
+    let r = c.json("POST", "/catalog/entries", &json!({ "image_url": src }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = c.request(
+        "GET",
+        &format!("/images/{digest}"),
+        &[("range", "bytes=1000-1999")],
+        None,
+    );
+    assert_eq!((r.status, r.body.len()), (206, 1000));
+    assert_eq!(r.header("content-range"), Some("bytes 1000-1999/300000"));
+    assert_eq!(r.header("x-bty-cache"), None);
+    assert_eq!(c.get(&format!("/images/{}", "0".repeat(64))).status, 404);
+    assert!(c.get("/cache").json().as_array().unwrap().is_empty());
 }
 
 /// A private `oras://` entry through the image cache: bty-web pulls with the same credential

@@ -71,20 +71,15 @@ pub fn machines_using(c: &Connection, image_ref: &str) -> rusqlite::Result<Vec<S
     st.query_map([image_ref], |r| r.get(0))?.collect()
 }
 
-/// The `src` and digest of the entry whose ref or digest is `key` (the `/images` proxy).
-pub fn src_by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<(String, Option<String>)>> {
+/// The entry a blob route names (the cache's, the `/images` proxy's): by its digest, else by
+/// its ref.
+pub fn by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<CatalogEntry>> {
     use rusqlite::OptionalExtension;
     c.prepare_cached(
-        "SELECT src, disk_image_sha FROM catalog_entries WHERE bty_image_ref = ?1 OR disk_image_sha = ?1 LIMIT 1",
+        "SELECT bty_image_ref, src, resolved_src, disk_image_sha, name, sha_url, format, size_bytes, description, added_at, arch, no_cache
+         FROM catalog_entries WHERE disk_image_sha = ?1 OR bty_image_ref = ?1
+         ORDER BY disk_image_sha IS NOT ?1, added_at, rowid LIMIT 1",
     )?
-    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+    .query_row([key], from_row)
     .optional()
-}
-
-/// The entry the cache's blob route names: by its digest, else by its ref.
-pub fn by_key(c: &Connection, key: &str) -> rusqlite::Result<Option<CatalogEntry>> {
-    Ok(list(c)?
-        .into_iter()
-        .filter(|e| e.disk_image_sha.as_deref() == Some(key) || e.bty_image_ref == key)
-        .min_by_key(|e| e.disk_image_sha.as_deref() != Some(key)))
 }

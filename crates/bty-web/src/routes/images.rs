@@ -49,22 +49,17 @@ async fn serve(
         return Err(not_found());
     }
     let k = key.clone();
-    if let Some(entry) =
+    let entry =
         s.db.read(move |c| crate::db::catalog::by_key(c, &k))
             .await?
-            .filter(|e| s.cache.serves(e))
-    {
+            .ok_or_else(not_found)?;
+    if s.cache.serves(&entry) {
         return crate::routes::cache::serve_entry(&s, &entry, &method, &headers).await;
     }
-    let k = key.clone();
-    let row: Option<(String, Option<String>)> =
-        s.db.read(move |c| crate::db::catalog::src_by_key(c, &k))
-            .await?;
-    let Some((src, digest)) =
-        row.filter(|(src, _)| src.to_ascii_lowercase().starts_with("oras://"))
-    else {
+    if !entry.src.to_ascii_lowercase().starts_with("oras://") {
         return Err(not_found());
-    };
+    }
+    let (src, digest) = (entry.src, entry.disk_image_sha);
     let resolved = tokio::task::spawn_blocking(move || {
         resolve(&src, &crate::fetch::proxy(), &ResolveOptions::default())
     })
